@@ -1,0 +1,3 @@
+from noiselint.cli import main
+
+main()

@@ -1,0 +1,122 @@
+"""The engine: load each target, read it into a graph, run the rules, return a report.
+
+It never prints. A target that fails to load becomes a ``ModelReport`` with ``load_error``; a rule
+that crashes becomes a ``RuleError`` record; neither stops the other targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from noiselint.errors import NoiselintError, one_line
+from noiselint.findings import GraphSummary, ModelReport, Report, RuleError, Severity
+from noiselint.graph import DEFAULT_INPUT_SIZE, ModelGraph, Preprocessing
+from noiselint.loaders import LoadedModel, expand, load
+from noiselint.rule import Rule
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a run lints with; the CLI and the Python API both fill this in."""
+
+    select: Sequence[str] | None = None
+    ignore: Sequence[str] = ()
+    fail_on: Severity = Severity.WARNING
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    rules_dirs: Sequence[str] = ()
+    rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def make_rules(options: Options) -> list[Rule]:
+    """Instantiate the selected rules with their options."""
+    from noiselint import registry
+
+    classes = registry.select(registry.discover(options.rules_dirs), options.select, options.ignore)
+    rules = []
+    for cls in classes:
+        settings = options.rule_options.get(cls.code, options.rule_options.get(cls.name, {}))
+        try:
+            rules.append(cls(**settings))
+        except ValueError as exc:
+            raise NoiselintError(str(exc)) from None
+    return rules
+
+
+def lint(targets: Iterable[str], options: Options | None = None) -> Report:
+    """Lint every target (wildcards expanded) and collect one report."""
+    options = options or Options()
+    rules = make_rules(options)
+    return Report(models=tuple(r for t in targets for r in lint_target(t, rules, options)),
+                  fail_on=options.fail_on)
+
+
+def lint_target(target: str, rules: Sequence[Rule], options: Options) -> Iterator[ModelReport]:
+    """Reports for every model one target names; failures are reports too."""
+    try:
+        names = expand(target)
+    except NoiselintError as exc:
+        yield ModelReport(target=target, model=target, load_error=str(exc))
+        return
+    for name in names:
+        try:
+            models = load(name)
+        except NoiselintError as exc:
+            yield ModelReport(target=target, model=name, load_error=str(exc))
+            continue
+        for loaded in models:
+            yield lint_loaded(loaded, rules, options)
+
+
+def lint_loaded(loaded: LoadedModel, rules: Sequence[Rule], options: Options) -> ModelReport:
+    """Read one loaded model into a graph and run the rules on it."""
+    try:
+        graph = read_graph(loaded, options.preprocessing)
+    except NoiselintError as exc:
+        return ModelReport(target=loaded.target, model=loaded.name, load_error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - reading a model must never end the run
+        return ModelReport(target=loaded.target, model=loaded.name,
+                           load_error=f"{loaded.name}: could not read the model: {one_line(exc)}")
+    return check_graph(graph, rules, target=loaded.target)
+
+
+def read_graph(loaded: LoadedModel, override: Preprocessing = Preprocessing()) -> ModelGraph:
+    """The model's graph with every analysis pass run, preprocessing overrides applied."""
+    from noiselint import passes
+
+    preprocessing = loaded.preprocessing.merged(override)
+    if loaded.graph is not None:
+        graph = loaded.graph
+        graph.preprocessing = preprocessing
+    else:
+        from noiselint.tracing import trace
+
+        input_size = preprocessing.input_size or DEFAULT_INPUT_SIZE
+        graph = trace(loaded.module, loaded.name, input_size, loaded.sites, preprocessing)
+        if preprocessing.input_size is None:
+            graph.notes.append("input size unknown: traced at 3x224x224 (set it with --input-size)")
+    graph.notes.extend(loaded.notes)
+    return passes.run_all(graph)
+
+
+def check_graph(graph: ModelGraph, rules: Sequence[Rule], *, target: str) -> ModelReport:
+    """Run every rule on one graph; a crashing rule becomes a :class:`RuleError`."""
+    findings, errors = [], []
+    for rule in rules:
+        try:
+            findings.extend(rule.check(graph))
+        except Exception as exc:  # noqa: BLE001 - one rule's bug must not hide the others
+            errors.append(RuleError(code=rule.code, model=graph.name, error=one_line(exc)))
+    findings.sort(key=lambda f: (f.location.line if f.location else 0, f.code))
+    summary = GraphSummary(
+        trace_level=graph.trace_level,
+        coverage=graph.coverage,
+        nodes=graph.graph.number_of_nodes(),
+        input_size=graph.traced_input_size,
+        architecture=graph.architecture,
+        weights=graph.weights,
+        notes=tuple(graph.notes),
+    )
+    return ModelReport(target=target, model=graph.name, findings=tuple(findings), rule_errors=tuple(errors),
+                       graph=summary, preprocessing=graph.preprocessing)

@@ -1,0 +1,155 @@
+"""Frozen records the engine returns: estimates, findings, per-model reports, the whole report."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+
+from noiselint.graph import Preprocessing, SourceLocation
+
+
+class Severity(enum.IntEnum):
+    """How serious a finding is; a run fails on findings at or above its threshold."""
+
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str) -> Severity:
+        try:
+            return cls[value.upper()]
+        except KeyError:
+            choices = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {value!r} (choose from {choices})") from None
+
+
+class Basis(str, enum.Enum):
+    """Where a predicted gain comes from."""
+
+    ANALYTIC = "analytic"  # a formula, with its assumptions stated
+    EMPIRICAL = "empirical"  # an observed trend (the paper's zoo study), not a formula
+    MEASURED = "measured"  # measured on this model by --verify
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What following a finding's advice is predicted to buy at that stage.
+
+    ``factor`` multiplies the ``quantity`` (noise variance, MSE, or a Lipschitz bound) at that
+    stage when the advice is followed: 0.25 means a 4x reduction. ``sigma_factor`` is the equivalent
+    change of the input noise sigma (the square root of a variance factor, the factor itself for a
+    Lipschitz bound). ``None`` means the figure is unknown, and the report says so.
+    """
+
+    quantity: str
+    factor: float | None
+    basis: Basis
+    formula: str
+    assumptions: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    current: float | None = None
+    proposed: float | None = None
+    measured_factor: float | None = None
+
+    @property
+    def sigma_factor(self) -> float | None:
+        if self.factor is None:
+            return None
+        return self.factor if "lipschitz" in self.quantity.lower() else self.factor**0.5
+
+    def summary(self) -> str:
+        """One line: the factor, its sigma equivalent and its basis."""
+        if self.factor is None:
+            return f"{self.quantity}: gain unknown ({self.basis.value})"
+        text = f"{self.quantity} x{self.factor:.3g} (input sigma x{self.sigma_factor:.3g}) [{self.basis.value}]"
+        if self.measured_factor is not None:
+            text += f", measured x{self.measured_factor:.3g}"
+        return text
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's verdict on one place in one model."""
+
+    code: str
+    rule: str
+    severity: Severity
+    message: str
+    model: str
+    node: str | None = None
+    module_path: str | None = None
+    location: SourceLocation | None = None
+    estimate: Estimate | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable identity for baselines: rule, model and module path, never line numbers."""
+        key = "\0".join((self.code, self.model, self.module_path or self.node or ""))
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RuleError:
+    """A rule that crashed on a model; the run goes on and the report carries this record."""
+
+    code: str
+    model: str
+    error: str
+
+
+@dataclass(frozen=True)
+class GraphSummary:
+    """How a model was read: the trace level used and how much of the model it covers."""
+
+    trace_level: str
+    coverage: float
+    nodes: int
+    input_size: tuple[int, int, int] | None
+    architecture: str
+    weights: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """Everything known about one model: its findings, or why it could not be linted."""
+
+    target: str
+    model: str
+    findings: tuple[Finding, ...] = ()
+    rule_errors: tuple[RuleError, ...] = ()
+    graph: GraphSummary | None = None
+    preprocessing: Preprocessing | None = None
+    exposure: float | None = None
+    load_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.load_error is None
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of one run over one or more targets."""
+
+    models: tuple[ModelReport, ...] = field(default_factory=tuple)
+    fail_on: Severity = Severity.WARNING
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(f for m in self.models for f in m.findings)
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 findings at or above ``fail_on``, 2 a model failed to load or a rule crashed."""
+        if any(not m.ok or m.rule_errors for m in self.models):
+            return 2
+        if any(f.severity >= self.fail_on for f in self.findings):
+            return 1
+        return 0

@@ -1,0 +1,92 @@
+"""Turn a target string into models: Python files, timm and torchvision names, ONNX files.
+
+``load(target)`` returns :class:`LoadedModel` records. Torch models are built on the meta device
+with their construction sites recorded; ONNX files are read straight into a graph. Every failure is a
+:class:`~noiselint.errors.LoadError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noiselint.errors import LoadError
+from noiselint.graph import ModelGraph, Preprocessing, SourceLocation
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pkl")
+
+
+@dataclass
+class LoadedModel:
+    """One model ready to be read into a graph: a torch module, or a graph already read (ONNX)."""
+
+    name: str
+    target: str
+    module: Any = None
+    graph: ModelGraph | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    sites: Mapping[Any, SourceLocation] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def kind_of(target: str) -> str:
+    """``timm``, ``torchvision``, ``onnx`` or ``python``, from the target's prefix or suffix."""
+    if target.startswith("timm:"):
+        return "timm"
+    if target.startswith("torchvision:"):
+        return "torchvision"
+    path = split_python_target(target)[0]
+    if path.lower().endswith(".onnx"):
+        return "onnx"
+    if path.lower().endswith(CHECKPOINT_SUFFIXES):
+        return "checkpoint"
+    return "python"
+
+
+def split_python_target(target: str) -> tuple[str, str | None]:
+    """``path.py:NAME`` -> (path, NAME); a bare path -> (path, None)."""
+    path, sep, name = target.rpartition(":")
+    if sep and path and name.isidentifier():
+        return path, name
+    return target, None
+
+
+def load(target: str, *, device: str = "meta") -> list[LoadedModel]:
+    """All models named by ``target`` (a wildcard or a file may name several)."""
+    kind = kind_of(target)
+    if kind == "onnx":
+        from noiselint.loaders.onnx_loader import load_onnx
+
+        path = split_python_target(target)[0]
+        graph = load_onnx(path)
+        return [LoadedModel(name=target, target=target, graph=graph, preprocessing=graph.preprocessing)]
+    if kind == "checkpoint":
+        raise LoadError(
+            f"{target}: a checkpoint holds weights, not an architecture; lint the Python file that "
+            f"defines the model (and pass the checkpoint to --verify with --weights)"
+        )
+    if kind == "timm":
+        from noiselint.loaders.zoo import load_timm
+
+        return load_timm(target, device=device)
+    if kind == "torchvision":
+        from noiselint.loaders.zoo import load_torchvision
+
+        return load_torchvision(target, device=device)
+    from noiselint.loaders.pyfile import load_python_file
+
+    path, name = split_python_target(target)
+    if not Path(path).exists():
+        raise LoadError(f"{path}: no such file")
+    return load_python_file(path, name, device=device)
+
+
+def expand(target: str) -> list[str]:
+    """Wildcard timm targets expand to one target per matching model; others stay as they are."""
+    if target.startswith("timm:") and any(c in target for c in "*?["):
+        from noiselint.loaders.zoo import timm_names
+
+        return [f"timm:{name}" for name in timm_names(target[len("timm:"):])]
+    return [target]

@@ -1,0 +1,96 @@
+"""Analyses that run once on every graph and write their results onto the nodes.
+
+``classify_convolutions`` needs ``op`` and ``attrs``, provides ``op`` = patch_embed / subsample.
+``mark_stem`` needs ``op``, ``attrs`` and edges, provides ``stem``. ``detect_architecture`` provides ``ModelGraph.architecture``.
+"""
+
+from __future__ import annotations
+
+from noiselint.graph import ModelGraph, Op
+
+# Ops that carry data through unchanged in layout for the purpose of finding the model input.
+_TRANSPARENT = frozenset({Op.INPUT, Op.NORMALIZE, Op.RESHAPE, Op.OTHER, Op.RESIZE})
+#: The stem ends once the total stride would exceed this (a ResNet's conv s2 + max pool s2 is 4).
+STEM_MAX_STRIDE = 4
+
+
+def run_all(graph: ModelGraph) -> ModelGraph:
+    classify_convolutions(graph)
+    mark_stem(graph)
+    detect_architecture(graph)
+    return graph
+
+
+def stride_of(data: dict) -> int:
+    """The largest spatial stride of a node (1 for ops that do not downsample)."""
+    stride = data["attrs"].get("stride")
+    if data["op"] not in (*Op.CONVOLUTIONS, *Op.POOLING, Op.BLUR) or not stride:
+        return 1
+    return max(stride) if isinstance(stride, tuple) else int(stride)
+
+
+def _reaches_input(graph: ModelGraph, node_id: str) -> bool:
+    """True when the node's input comes from the model input through transparent ops only."""
+    frontier = graph.predecessors(node_id)
+    seen = set()
+    while frontier:
+        current = frontier.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        data = graph.node(current)
+        if data["op"] == Op.INPUT:
+            return True
+        if data["op"] in _TRANSPARENT:
+            frontier.extend(graph.predecessors(current))
+    return False
+
+
+def classify_convolutions(graph: ModelGraph) -> None:
+    """Strided 1x1 convs are subsampling; a conv with kernel == stride > 1 on the input is a patch embed."""
+    for node_id, data in graph.nodes(Op.CONV):
+        kernel, stride = data["attrs"].get("kernel"), data["attrs"].get("stride")
+        if not kernel or not stride or data["attrs"].get("transposed"):
+            continue
+        if all(k == 1 for k in kernel) and max(stride) > 1:
+            data["op"] = Op.SUBSAMPLE
+        elif tuple(kernel) == tuple(stride) and min(kernel) > 1 and _reaches_input(graph, node_id):
+            data["op"] = Op.PATCH_EMBED
+
+
+def mark_stem(graph: ModelGraph) -> None:
+    """Mark the stem: nodes from the input to the end of the first downsampling stage.
+
+    Walking in execution order, the stem takes every node until, after the first downsampling,
+    the network branches or merges (the first block), attention begins, or the next downsampling
+    would take the total stride past :data:`STEM_MAX_STRIDE`.
+    """
+    total_stride = 1
+    for node_id, data in graph.nodes():
+        op, stride = data["op"], stride_of(data)
+        if total_stride > 1:
+            if op in (Op.ADD, Op.CONCAT, Op.MUL, Op.ATTENTION, Op.LINEAR, Op.OUTPUT):
+                break
+            if stride > 1 and total_stride * stride > STEM_MAX_STRIDE:
+                break
+        if op == Op.OUTPUT:
+            break
+        data["stem"] = True
+        total_stride *= stride
+        if total_stride > 1 and _branches(graph, node_id):
+            break
+
+
+def _branches(graph: ModelGraph, node_id: str) -> bool:
+    consumers = [s for s in graph.successors(node_id) if graph.node(s)["op"] not in (Op.OTHER, Op.OUTPUT)]
+    return len(consumers) > 1
+
+
+def detect_architecture(graph: ModelGraph) -> None:
+    ops = {data["op"] for _, data in graph.nodes()}
+    if Op.PATCH_EMBED in ops and Op.ATTENTION in ops:
+        graph.architecture = "vit"
+    elif Op.ATTENTION in ops and ops & Op.CONVOLUTIONS:
+        graph.architecture = "hybrid"
+    elif ops & Op.CONVOLUTIONS:
+        graph.architecture = "cnn"

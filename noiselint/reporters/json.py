@@ -1,0 +1,79 @@
+"""The JSON report: a versioned, documented schema (docs/json-schema.md)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from noiselint.findings import Finding, ModelReport, Report
+
+SCHEMA_VERSION = 1
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    estimate = finding.estimate
+    return {
+        "code": finding.code,
+        "rule": finding.rule,
+        "severity": finding.severity.label,
+        "message": finding.message,
+        "model": finding.model,
+        "node": finding.node,
+        "module_path": finding.module_path,
+        "location": asdict(finding.location) if finding.location else None,
+        "fingerprint": finding.fingerprint,
+        "estimate": None if estimate is None else {
+            "quantity": estimate.quantity,
+            "factor": estimate.factor,
+            "sigma_factor": estimate.sigma_factor,
+            "current": estimate.current,
+            "proposed": estimate.proposed,
+            "measured_factor": estimate.measured_factor,
+            "basis": estimate.basis.value,
+            "formula": estimate.formula,
+            "assumptions": list(estimate.assumptions),
+            "references": list(estimate.references),
+        },
+    }
+
+
+def model_dict(model: ModelReport) -> dict[str, Any]:
+    return {
+        "target": model.target,
+        "model": model.model,
+        "status": "ok" if model.ok else "error",
+        "error": model.load_error,
+        "graph": asdict(model.graph) if model.graph else None,
+        "preprocessing": asdict(model.preprocessing) if model.preprocessing else None,
+        "exposure": model.exposure,
+        "findings": [finding_dict(f) for f in model.findings],
+        "rule_errors": [asdict(e) for e in model.rule_errors],
+    }
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    from noiselint import __version__
+
+    findings = report.findings
+    return {
+        "schema": "noiselint-report",
+        "schema_version": SCHEMA_VERSION,
+        "noiselint_version": __version__,
+        "exit_code": report.exit_code,
+        "fail_on": report.fail_on.label,
+        "summary": {
+            "models": len(report.models),
+            "failed": sum(not m.ok for m in report.models),
+            "findings": len(findings),
+            "by_severity": dict(Counter(f.severity.label for f in findings)),
+            "by_code": dict(sorted(Counter(f.code for f in findings).items())),
+        },
+        "models": [model_dict(m) for m in report.models],
+    }
+
+
+def render(report: Report, stream: TextIO) -> None:
+    json.dump(report_dict(report), stream, indent=2)
+    stream.write("\n")

@@ -1,0 +1,92 @@
+"""Human output: ``path:line:col CODE name message`` and the estimate, grouped by model (rich)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+from noiselint.findings import Finding, ModelReport, Report, Severity
+
+_STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def _console(stream: TextIO) -> Console:
+    return Console(file=stream, highlight=False, soft_wrap=True)
+
+
+def location(finding: Finding) -> str:
+    if finding.location is None:
+        return f"{finding.model}:1:1"
+    return str(finding.location)
+
+
+def _header(model: ModelReport) -> str:
+    if not model.ok:
+        return f"[bold]{escape(model.model)}[/]  [red]failed[/]"
+    graph = model.graph
+    size = "x".join(str(d) for d in graph.input_size) if graph and graph.input_size else "unknown"
+    pre = model.preprocessing
+    stats = "unknown"
+    if pre is not None and pre.std is not None:
+        stats = f"std {', '.join(f'{v:.3g}' for v in pre.std)} from {pre.origin}"
+    parts = [
+        f"{graph.trace_level} graph, {graph.coverage:.0%} of layers with shapes",
+        graph.architecture,
+        f"input {size}",
+        f"preprocessing {stats}",
+    ]
+    if model.exposure is not None:
+        parts.append(f"noise exposure {model.exposure:.3g}")
+    return f"[bold]{escape(model.model)}[/]  [dim]({escape('; '.join(parts))})[/]"
+
+
+def render(report: Report, stream: TextIO) -> None:
+    console = _console(stream)
+    for model in report.models:
+        console.print(_header(model))
+        if model.load_error:
+            console.print(f"  [red]error[/] {escape(model.load_error)}")
+        for note in model.graph.notes if model.graph else ():
+            console.print(f"  [dim]note: {escape(note)}[/]")
+        for finding in model.findings:
+            style = _STYLES[finding.severity]
+            where = f" [dim]{escape(finding.module_path)}:[/]" if finding.module_path else ""
+            console.print(
+                f"  {escape(location(finding))} [{style}]{finding.code}[/] {finding.rule}{where} "
+                f"{escape(finding.message)}"
+            )
+            if finding.estimate is not None:
+                console.print(f"      [dim]estimate: {escape(finding.estimate.summary())}[/]")
+        for error in model.rule_errors:
+            console.print(f"  [red]rule {error.code} crashed:[/] {escape(error.error)}")
+        console.print()
+    console.print(summary_line(report))
+
+
+def render_concise(report: Report, stream: TextIO) -> None:
+    console = _console(stream)
+    for model in report.models:
+        if model.load_error:
+            console.print(f"{escape(model.model)}: [red]error[/] {escape(model.load_error)}")
+        for finding in model.findings:
+            console.print(f"{escape(location(finding))}: {finding.code} {escape(finding.message)}")
+        for error in model.rule_errors:
+            console.print(f"{escape(model.model)}: rule {error.code} crashed: {escape(error.error)}")
+    console.print(summary_line(report))
+
+
+def summary_line(report: Report) -> str:
+    findings = report.findings
+    failed = sum(not m.ok for m in report.models)
+    counts = Counter(f.severity for f in findings)
+    detail = ", ".join(f"{counts[s]} {s.label}" for s in sorted(counts, reverse=True))
+    text = f"{len(findings)} finding{'s' * (len(findings) != 1)} in {len(report.models)} model" + (
+        "s" * (len(report.models) != 1))
+    if detail:
+        text += f" ({detail})"
+    if failed:
+        text += f"; [red]{failed} failed to load[/]"
+    return text + "."

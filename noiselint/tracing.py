@@ -1,0 +1,415 @@
+"""Read a torch ``nn.Module`` into a :class:`ModelGraph`, with shapes, on the meta device.
+
+Four levels, each tried when the one before fails, so there is never a dead end:
+
+1. ``fx``: torch.fx symbolic tracing (timm's leaf modules and autowrapped functions respected),
+   shapes from ``ShapeProp`` on a meta tensor;
+2. ``export``: ``torch.export`` (non-strict) on a meta tensor, aten ops mapped back to modules;
+3. ``hooks``: an eager meta forward recording every leaf module and torch function it runs, with
+   data flow followed by tensor identity (handles Python control flow on shapes); when the forward
+   branches on tensor values, it is retried on CPU with random weights for models small enough;
+4. ``structural``: the named leaf modules in registration order, without shapes.
+
+The report states the level used and its coverage: the share of leaf modules in the graph with a shape.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import networkx as nx
+import torch
+import torch.fx
+import torch.nn as nn
+
+from noiselint.errors import one_line
+from noiselint.graph import ModelGraph, Op, Preprocessing, SourceLocation, add_node
+from noiselint.ops import function_op, method_op, module_op
+from noiselint.sites import display_path
+
+#: Models up to this many parameters may be materialized on CPU for a data-dependent forward.
+EAGER_CPU_PARAMETER_LIMIT = 50_000_000
+
+
+class _TraceFailed(Exception):
+    pass
+
+
+def trace(
+    model: nn.Module,
+    name: str,
+    input_size: tuple[int, int, int],
+    sites: Mapping[nn.Module, SourceLocation],
+    preprocessing: Preprocessing,
+) -> ModelGraph:
+    """The best graph any level can give for ``model`` (built on the meta device or not)."""
+    failures: list[str] = []
+    for level, build in (("fx", _fx_graph), ("export", _export_graph), ("hooks", _hooks_graph)):
+        try:
+            graph, notes = build(model, input_size, sites)
+        except Exception as exc:  # noqa: BLE001 - any failure moves on to the next level
+            failures.append(f"{level} tracing failed ({one_line(exc)})")
+            continue
+        return _model_graph(model, name, graph, level, input_size, preprocessing, failures + notes)
+    graph, _ = _structural_graph(model, sites)
+    return _model_graph(model, name, graph, "structural", input_size, preprocessing, failures)
+
+
+def _model_graph(model, name, graph, level, input_size, preprocessing, notes) -> ModelGraph:
+    leaf_paths = {path for path, module in model.named_modules() if not any(module.children())}
+    covered = {data["module_path"] for _, data in graph.nodes(data=True) if data["shape"] is not None}
+    covered_leaves = {path for path in leaf_paths if any(_within(path, c) for c in covered if c is not None)}
+    coverage = len(covered_leaves) / len(leaf_paths) if leaf_paths else 1.0
+    return ModelGraph(
+        name=name,
+        graph=graph,
+        preprocessing=preprocessing,
+        trace_level=level,
+        coverage=round(coverage, 4),
+        traced_input_size=input_size,
+        notes=notes,
+    )
+
+
+def _within(path: str, ancestor: str) -> bool:
+    return path == ancestor or ancestor == "" or path.startswith(ancestor + ".")
+
+
+def _meta_input(model: nn.Module, input_size: tuple[int, int, int]) -> torch.Tensor:
+    device = next((p.device for p in model.parameters()), torch.device("meta"))
+    if device.type != "meta":
+        device = torch.device("meta")
+    return torch.empty((1, *input_size), device=device)
+
+
+# --------------------------------------------------------------------------- fx
+
+
+class _LeafTracer(torch.fx.Tracer):
+    """fx tracer that keeps timm's registered leaf modules and functions opaque."""
+
+    def __init__(self) -> None:
+        leaf_types: tuple = ()
+        functions: tuple = ()
+        if "timm" in sys.modules:  # only when the model itself brought timm in
+            from timm.layers import _fx as timm_fx
+
+            leaf_types = tuple(timm_fx.get_notrace_modules())
+            functions = tuple(timm_fx.get_notrace_functions())
+        super().__init__(autowrap_functions=functions)
+        self.record_stack_traces = True
+        self._leaf_types = leaf_types
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _fx_graph(model, input_size, sites):
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    tracer = _LeafTracer()
+    fx_graph = tracer.trace(model)
+    module = torch.fx.GraphModule(tracer.root, fx_graph)
+    ShapeProp(module).propagate(_meta_input(model, input_size))
+    modules = dict(model.named_modules())
+    graph = nx.DiGraph()
+    order = 0
+    for node in fx_graph.nodes:
+        if node.op == "get_attr":
+            continue
+        kind, attrs, path = _fx_node_op(node, modules)
+        source = sites.get(modules[path]) if node.op == "call_module" and path in modules else None
+        if source is None and node.op in ("call_function", "call_method"):
+            source = _stack_trace_location(node.stack_trace) or (sites.get(modules.get(path)) if path else None)
+        add_node(graph, node.name, kind, order=order, attrs=attrs, shape=_fx_shape(node),
+                 module_path=path, module_type=_fx_type(node, modules), source=source)
+        order += 1
+        for arg in node.all_input_nodes:
+            if arg.name in graph:
+                graph.add_edge(arg.name, node.name)
+    return graph, []
+
+
+def _fx_node_op(node, modules) -> tuple[str, dict, str | None]:
+    if node.op == "placeholder":
+        return Op.INPUT, {}, None
+    if node.op == "output":
+        return Op.OUTPUT, {}, None
+    stack = node.meta.get("nn_module_stack") or {}
+    owner = _stack_path(list(stack.values())[-1]) if stack else None
+    if node.op == "call_module":
+        kind, attrs = module_op(modules[node.target])
+        return kind, attrs, node.target
+    if node.op == "call_function":
+        kind, attrs = function_op(node.target, node.args, node.kwargs)
+        if kind == Op.CONV and len(node.args) > 1:
+            weight = node.args[1].meta.get("tensor_meta") if hasattr(node.args[1], "meta") else None
+            if weight is not None:
+                attrs["kernel"] = tuple(weight.shape[2:])
+                attrs["out_channels"] = weight.shape[0]
+        return kind, attrs, owner
+    kind, attrs = method_op(node.target, node.args, node.kwargs)
+    return kind, attrs, owner
+
+
+def _stack_path(entry: Any) -> str:
+    path = entry[0] if isinstance(entry, tuple) else str(entry)
+    return path.replace("L['self'].", "").replace("L__self___", "")
+
+
+def _fx_type(node, modules) -> str | None:
+    if node.op == "call_module":
+        return type(modules[node.target]).__name__
+    if node.op in ("call_function", "call_method"):
+        return getattr(node.target, "__name__", str(node.target))
+    return None
+
+
+def _fx_shape(node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    return tuple(int(d) for d in shape) if shape is not None else None
+
+
+def _stack_trace_location(stack_trace: str | None) -> SourceLocation | None:
+    """The innermost frame of an fx stack trace that is not inside torch itself."""
+    if not stack_trace:
+        return None
+    frames = [line.strip() for line in stack_trace.splitlines() if line.strip().startswith('File "')]
+    for frame in reversed(frames):
+        path, _, rest = frame[6:].partition('", line ')
+        if "/torch/" in path:
+            continue
+        line = rest.split(",", 1)[0]
+        if line.isdigit():
+            return SourceLocation(display_path(path), int(line), 1)
+    return None
+
+
+# --------------------------------------------------------------------------- export
+
+_ATEN_OPS = {
+    "convolution": Op.CONV, "conv2d": Op.CONV, "conv1d": Op.CONV,
+    "max_pool2d": Op.MAX_POOL, "max_pool2d_with_indices": Op.MAX_POOL,
+    "avg_pool2d": Op.AVG_POOL, "adaptive_avg_pool2d": Op.ADAPTIVE_AVG_POOL,
+    "_adaptive_avg_pool2d": Op.ADAPTIVE_AVG_POOL, "adaptive_max_pool2d": Op.ADAPTIVE_MAX_POOL,
+    "linear": Op.LINEAR, "addmm": Op.LINEAR, "mm": Op.LINEAR, "bmm": Op.LINEAR, "matmul": Op.LINEAR,
+    "add": Op.ADD, "mul": Op.MUL, "cat": Op.CONCAT,
+    "relu": Op.ACTIVATION, "gelu": Op.ACTIVATION, "silu": Op.ACTIVATION, "sigmoid": Op.ACTIVATION,
+    "hardswish": Op.ACTIVATION, "softmax": Op.ACTIVATION, "_softmax": Op.ACTIVATION,
+    "batch_norm": Op.NORM, "_native_batch_norm_legit_no_training": Op.NORM, "layer_norm": Op.NORM,
+    "native_layer_norm": Op.NORM, "group_norm": Op.NORM,
+    "scaled_dot_product_attention": Op.ATTENTION,
+    "upsample_bilinear2d": Op.RESIZE, "upsample_nearest2d": Op.RESIZE,
+    "view": Op.RESHAPE, "reshape": Op.RESHAPE, "permute": Op.RESHAPE, "flatten": Op.RESHAPE,
+    "transpose": Op.RESHAPE,
+}
+
+
+def _export_graph(model, input_size, sites):
+    program = torch.export.export(model, (_meta_input(model, input_size),), strict=False)
+    modules = dict(model.named_modules())
+    graph = nx.DiGraph()
+    order = 0
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name not in program.graph_signature.user_inputs:
+            continue
+        kind, attrs, path = _export_node_op(node)
+        val = node.meta.get("val")
+        shape = tuple(int(d) for d in val.shape) if isinstance(val, torch.Tensor) else None
+        if isinstance(val, (tuple, list)) and val and isinstance(val[0], torch.Tensor):
+            shape = tuple(int(d) for d in val[0].shape)
+        module = modules.get(path) if path is not None else None
+        source = (sites.get(module) if module is not None else None) or _stack_trace_location(
+            node.meta.get("stack_trace"))
+        add_node(graph, node.name, kind, order=order, attrs=attrs, shape=shape, module_path=path,
+                 module_type=type(module).__name__ if module is not None else str(node.target),
+                 source=source)
+        order += 1
+        for arg in node.all_input_nodes:
+            if arg.name in graph:
+                graph.add_edge(arg.name, node.name)
+    return graph, []
+
+
+def _export_node_op(node) -> tuple[str, dict, str | None]:
+    if node.op == "placeholder":
+        return Op.INPUT, {}, None
+    if node.op == "output":
+        return Op.OUTPUT, {}, None
+    stack = node.meta.get("nn_module_stack") or {}
+    path = _stack_path(list(stack.values())[-1]) if stack else None
+    aten_name = getattr(getattr(node.target, "_overloadpacket", None), "__name__", str(node.target))
+    kind = _ATEN_OPS.get(aten_name, Op.OTHER)
+    attrs: dict[str, Any] = {"aten": aten_name}
+    args = node.args
+    if kind == Op.CONV and len(args) > 4:
+        weight = args[1].meta.get("val")
+        attrs.update(kernel=tuple(weight.shape[2:]), stride=tuple(args[3]), padding=tuple(args[4]),
+                     dilation=tuple(args[5]) if len(args) > 5 else (1, 1),
+                     groups=args[8] if len(args) > 8 else 1, out_channels=weight.shape[0])
+    elif kind in (Op.MAX_POOL, Op.AVG_POOL) and len(args) > 1:
+        kernel = tuple(args[1])
+        stride = tuple(args[2]) if len(args) > 2 and args[2] else kernel
+        attrs.update(kernel=kernel, window=kernel, stride=stride)
+    return kind, attrs, path
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+def _hooks_graph(model, input_size, sites):
+    try:
+        return _eager_graph(model, _meta_input(model, input_size), sites), []
+    except Exception as exc:  # noqa: BLE001 - a value-dependent forward cannot run on meta tensors
+        parameters = sum(p.numel() for p in model.parameters())
+        if parameters > EAGER_CPU_PARAMETER_LIMIT:
+            raise
+        meta_error = one_line(exc)
+    cpu_model = _materialize(model)
+    graph = _eager_graph(cpu_model, torch.randn(1, *input_size), sites, originals=dict(
+        zip((id(m) for m in cpu_model.modules()), model.modules())))
+    note = (f"the forward depends on tensor values ({meta_error}); ran it once on CPU with random "
+            "weights: branches not taken are missing from the graph")
+    return graph, [note]
+
+
+def _materialize(model: nn.Module) -> nn.Module:
+    """A CPU copy of a meta model with small random weights (for a value-dependent forward)."""
+    import copy
+
+    if all(p.device.type != "meta" for p in model.parameters()):
+        return model
+    clone = copy.deepcopy(model).to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*clone.parameters(), *clone.buffers()]:
+            if tensor.is_floating_point():
+                tensor.normal_(0.0, 0.02)
+    return clone.eval()
+
+
+class _Recorder(torch.overrides.TorchFunctionMode):
+    """Records leaf-module calls (via hooks) and torch function calls between them."""
+
+    def __init__(self, graph: nx.DiGraph) -> None:
+        super().__init__()
+        self.graph = graph
+        self.producers: dict[int, str] = {}
+        self.keep: list[torch.Tensor] = []  # keeps ids unique while recording
+        self.depth_in_leaf = 0
+        self.stack: list[str] = []
+        self.order = 0
+        self.last: str | None = None
+
+    def add(self, node_id, kind, attrs, inputs, output, path, module_type, source):
+        if node_id in self.graph:  # a module called more than once (shared activation, ...)
+            node_id = f"{node_id}_{self.order}"
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+        add_node(self.graph, node_id, kind, order=self.order, attrs=attrs, shape=shape,
+                 module_path=path, module_type=module_type, source=source)
+        self.order += 1
+        sources = {self.producers[id(t)] for t in inputs if isinstance(t, torch.Tensor) and id(t) in self.producers}
+        for producer in sources or ({self.last} if self.last else set()):
+            self.graph.add_edge(producer, node_id)
+        for tensor in _tensors(output):
+            self.producers[id(tensor)] = node_id
+            self.keep.append(tensor)
+        self.last = node_id
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        with torch._C.DisableTorchFunction():
+            result = func(*args, **kwargs)
+        if self.depth_in_leaf == 0:
+            kind, attrs = function_op(func, args, kwargs)
+            if kind != Op.OTHER:
+                if kind == Op.CONV and len(args) > 1 and isinstance(args[1], torch.Tensor):
+                    attrs["kernel"] = tuple(args[1].shape[2:])
+                node_id = f"{getattr(func, '__name__', 'op')}_{self.order}"
+                frame = traceback.extract_stack(limit=4)[0]
+                source = SourceLocation(display_path(frame.filename), frame.lineno or 1, 1)
+                self.add(node_id, kind, attrs, _tensors((args, kwargs)), result,
+                         self.stack[-1] if self.stack else None, attrs.get("function"), source)
+        return result
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors(item)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tensors(item)]
+    return []
+
+
+def _eager_graph(model, x, sites, originals: Mapping[int, nn.Module] | None = None):
+    graph = nx.DiGraph()
+    recorder = _Recorder(graph)
+    add_node(graph, "input", Op.INPUT, order=0, shape=tuple(x.shape))
+    recorder.order, recorder.last = 1, "input"
+    recorder.producers[id(x)] = "input"
+    handles = []
+    leaf_types = _LeafTracer()._leaf_types
+    for path, module in model.named_modules():
+        is_leaf = not any(module.children()) or isinstance(module, leaf_types)
+        original = originals.get(id(module), module) if originals else module
+        handles.append(module.register_forward_pre_hook(_pre_hook(recorder, path, is_leaf)))
+        handles.append(module.register_forward_hook(_post_hook(recorder, path, module, original, is_leaf, sites)))
+    try:
+        with torch.no_grad(), recorder:
+            output = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    add_node(graph, "output", Op.OUTPUT, order=recorder.order, shape=None)
+    for tensor in _tensors(output):
+        if id(tensor) in recorder.producers:
+            graph.add_edge(recorder.producers[id(tensor)], "output")
+    return graph
+
+
+def _pre_hook(recorder: _Recorder, path: str, is_leaf: bool) -> Callable:
+    def hook(module, inputs):
+        recorder.stack.append(path)
+        if is_leaf:
+            recorder.depth_in_leaf += 1
+
+    return hook
+
+
+def _post_hook(recorder, path, module, original, is_leaf, sites) -> Callable:
+    def hook(mod, inputs, output):
+        recorder.stack.pop()
+        if not is_leaf:
+            return
+        recorder.depth_in_leaf -= 1
+        if recorder.depth_in_leaf == 0:
+            kind, attrs = module_op(module)
+            recorder.add(path.replace(".", "_") or "model", kind, attrs, _tensors(inputs), output, path,
+                         type(module).__name__, sites.get(original))
+
+    return hook
+
+
+# --------------------------------------------------------------------------- structural
+
+
+def _structural_graph(model, sites):
+    graph = nx.DiGraph()
+    previous = None
+    order = 0
+    for path, module in model.named_modules():
+        if any(module.children()) or not path:
+            continue
+        kind, attrs = module_op(module)
+        node_id = path.replace(".", "_")
+        add_node(graph, node_id, kind, order=order, attrs=attrs, module_path=path,
+                 module_type=type(module).__name__, source=sites.get(module))
+        if previous is not None:
+            graph.add_edge(previous, node_id)
+        previous, order = node_id, order + 1
+    return graph, []
