@@ -24,6 +24,7 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,8 +84,8 @@ def negative_kernel(model, rng) -> str:
 
 def wrong_dims(model, rng) -> str:
     values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
-    value = rng.choice(values)
-    dims = value.type.tensor_type.shape.dim
+    value = rng.choice(values) if values else None
+    dims = value.type.tensor_type.shape.dim if value else ()
     if not dims:
         return "wrong_dims (no dims)"
     dim = dims[rng.randrange(len(dims))]
@@ -105,6 +106,8 @@ def dangling_input(model, rng) -> str:
 
 def swap_op_type(model, rng) -> str:
     node = _pick_node(model, rng)
+    if node is None:
+        return "swap_op_type (no nodes)"
     old, node.op_type = node.op_type, rng.choice(OP_TYPES)
     return f"swap_op_type {old}->{node.op_type}"
 
@@ -132,9 +135,14 @@ def bad_initializer(model, rng) -> str:
     elif choice == 2:
         tensor.raw_data = tensor.raw_data[: len(tensor.raw_data) // 2]
     elif choice == 3:
-        onnx.external_data_helper.set_external_data(
-            tensor, rng.choice(["../../../etc/passwd", "missing.bin", "/etc/hostname"]), offset=rng.choice([0, 2**40])
+        location = rng.choice(
+            ["../../../etc/passwd", "missing.bin", "/etc/hostname", "seed_external.onnx.data"]
         )
+        tensor.ClearField("raw_data")
+        tensor.ClearField("float_data")
+        del tensor.external_data[:]
+        for key, value in (("location", location), ("offset", rng.choice([0, 7, 2**40])), ("length", 64)):
+            tensor.external_data.add(key=key, value=str(value))
         tensor.data_location = onnx.TensorProto.EXTERNAL
     else:
         inits.remove(tensor)
@@ -151,6 +159,8 @@ def bad_versions(model, rng) -> str:
 
 def drop_node(model, rng) -> str:
     node = _pick_node(model, rng)
+    if node is None:
+        return "drop_node (no nodes)"
     model.graph.node.remove(node)
     return f"drop_node {node.op_type}"
 
@@ -168,9 +178,45 @@ def graph_io(model, rng) -> str:
     return "graph_io"
 
 
+def symbolic_input(model, rng) -> str:
+    for value in model.graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            dim.dim_param = rng.choice(["N", "H", ""])
+    return "symbolic_input"
+
+
+def odd_normalization(model, rng) -> str:
+    """Insert ``x <op> c`` after the first input with an odd constant (zeros, NaN, wrong shape)."""
+    inputs = [v for v in model.graph.input if v.name not in {t.name for t in model.graph.initializer}]
+    if not inputs:
+        return "odd_normalization (no input)"
+    source = inputs[0].name
+    shape = rng.choice([(3,), (1, 3, 1, 1), (2, 1, 1), (), (1, 1, 1, 1, 1)])
+    value = rng.choice([0.0, -1.0, float("nan"), 255.0, 1 / 255])
+    constant = onnx.numpy_helper.from_array(np.full(shape, value, dtype=np.float32), "odd_constant")
+    op = rng.choice(["Sub", "Div", "Mul", "Add"])
+    operands = [source, "odd_constant"] if rng.random() < 0.7 else ["odd_constant", source]
+    for node in model.graph.node:
+        node.input[:] = ["odd_out" if name == source else name for name in node.input]
+    model.graph.node.insert(0, onnx.helper.make_node(op, operands, ["odd_out"]))
+    model.graph.initializer.append(constant)
+    return f"odd_normalization {op} {shape} {value}"
+
+
 STRUCTURED = [
-    bad_attribute, negative_kernel, wrong_dims, dangling_input, swap_op_type, cycle,
-    bad_initializer, bad_versions, drop_node, names, graph_io,
+    bad_attribute,
+    negative_kernel,
+    wrong_dims,
+    dangling_input,
+    swap_op_type,
+    cycle,
+    bad_initializer,
+    bad_versions,
+    drop_node,
+    names,
+    graph_io,
+    symbolic_input,
+    odd_normalization,
 ]
 
 
@@ -190,7 +236,7 @@ def make_case(seed: Path, rng: random.Random, fixtures) -> tuple[str, bytes]:
     if rng.random() < 0.5:
         return fixtures.mutate_bytes(data, rng)
     model = onnx.load_from_string(data)
-    description = ", ".join(rng.choice(STRUCTURED)(model, rng) for _ in range(rng.randint(1, 3)))
+    description = ", ".join(rng.choice(STRUCTURED)(model, rng) for _ in range(rng.choice([1, 1, 1, 2, 3])))
     return description, model.SerializeToString()
 
 
@@ -228,7 +274,7 @@ def worker(manifest: Path, start: int) -> None:
             outcome = {"status": "ok"}
         except LoadError as exc:
             outcome = {"status": "load_error", "message": str(exc)}
-        except Exception:
+        except Exception:  # noqa: BLE001 - an escaped exception is exactly what the fuzzer reports
             outcome = {"status": "traceback", "message": traceback.format_exc()}
         print(json.dumps({"case": index, **outcome}), flush=True)
 
@@ -290,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=1000, help="number of mutated models (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per worker run before a hang")
-    parser.add_argument("--keep", type=Path, default=Path("fuzz_onnx_failures"), help="where failing inputs go")
+    parser.add_argument(
+        "--keep", type=Path, default=Path("fuzz_onnx_failures"), help="where failing inputs go"
+    )
     parser.add_argument("--worker", nargs=2, metavar=("MANIFEST", "START"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

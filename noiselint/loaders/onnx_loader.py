@@ -42,6 +42,7 @@ _ACTIVATIONS = (
 )
 _KINDS = {
     "Conv": Op.CONV,
+    "ConvTranspose": Op.CONV,
     "MaxPool": Op.MAX_POOL,
     "AveragePool": Op.AVG_POOL,
     "GlobalAveragePool": Op.ADAPTIVE_AVG_POOL,
@@ -62,6 +63,7 @@ _KINDS = {
         Op.NORM,
     ),
 }
+_SPATIAL_REDUCTIONS = {"ReduceMean": Op.ADAPTIVE_AVG_POOL, "ReduceMax": Op.ADAPTIVE_MAX_POOL}
 _STANDARD_DOMAINS = ("", "ai.onnx")
 _MS_ATTENTION = ("Attention", "MultiHeadAttention")  # com.microsoft contrib ops
 _ROLES = {
@@ -101,7 +103,7 @@ def _read_model(path: str):
         try:
             onnx.shape_inference.infer_shapes_path(path, inferred, data_prop=True)
             return onnx.load(inferred, load_external_data=False), []
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure here only costs the shapes
             note = f"shape inference failed ({one_line(exc)}); only shapes stored in the file are used"
     return onnx.load(path, load_external_data=False), [note]
 
@@ -204,11 +206,11 @@ class _Builder:
 
     def _kind_and_attrs(self, node_id: str, node) -> tuple[str, dict[str, Any]]:
         if node.domain not in _STANDARD_DOMAINS:
-            return (Op.ATTENTION if node.op_type in _MS_ATTENTION else Op.OTHER), {}
+            return (Op.ATTENTION if node.op_type in _MS_ATTENTION else Op.OTHER), {"kind": node.op_type}
         raw = _raw_attributes(node)
         in_shape = self._shape_of(node, 0)
-        if node.op_type == "ReduceMean":
-            return self._reduce_mean(node, raw, in_shape)
+        if node.op_type in _SPATIAL_REDUCTIONS:
+            return self._reduce(node, raw, in_shape)
         kind = _KINDS.get(node.op_type, Op.OTHER)
         if kind == Op.CONV:
             return kind, self._conv_attrs(node_id, node, raw, in_shape)
@@ -222,20 +224,24 @@ class _Builder:
         if kind == Op.LINEAR:
             return kind, self._linear_attrs(node, raw)
         if kind == Op.NORM:
-            return kind, _pick(raw, "epsilon", "axis", "num_groups", "size")
+            return kind, {"kind": node.op_type} | _pick(raw, "epsilon", "axis", "num_groups", "size")
         if kind == Op.RESIZE:
             return kind, self._resize_attrs(node, raw, in_shape)
-        return kind, {}
+        return kind, {"kind": node.op_type} if kind in (Op.ACTIVATION, Op.OTHER) else {}
 
     def _conv_attrs(self, node_id: str, node, raw: dict, in_shape) -> dict[str, Any]:
+        """Window attrs plus groups and channels (from the weight: (out, in/groups, k...), transposed
+        (in, out/groups, k...))."""
         weight = self._shape_of(node, 1)
         kernel = tuple(raw.get("kernel_shape", ())) or (tuple(weight[2:]) if weight else ())
         groups = raw.get("group", 1)
         if groups < 1:
             raise ValueError(f"node {node_id}: group {groups} must be >= 1")
-        attrs = _window_attrs(node_id, raw, kernel, in_shape) | {"groups": groups}
+        transposed = node.op_type == "ConvTranspose"
+        attrs = _window_attrs(node_id, raw, kernel, in_shape) | {"groups": groups, "transposed": transposed}
         if weight and len(weight) >= 2:
-            attrs["out_channels"], attrs["in_channels"] = weight[0], weight[1] * groups
+            outer, inner = weight[0], weight[1] * groups
+            attrs["in_channels"], attrs["out_channels"] = (outer, inner) if transposed else (inner, outer)
         elif in_shape and len(in_shape) >= 2:
             attrs["in_channels"] = in_shape[1]
         return attrs
@@ -245,13 +251,14 @@ class _Builder:
         if not weight or len(weight) != 2:
             return {}
         k, n = weight[::-1] if raw.get("transB") else weight
-        return {"in_channels": k, "out_channels": n}
+        return {"in_features": k, "out_features": n}
 
     def _resize_attrs(self, node, raw: dict, in_shape) -> dict[str, Any]:
         mode = raw.get("mode", "nearest")
         out_shape = self.shapes.get(node.output[0]) if node.output else None
         if in_shape and out_shape and len(in_shape) == len(out_shape) > 2 and all(in_shape[2:]):
-            return {"mode": mode, "scale": tuple(o / i for o, i in zip(out_shape[2:], in_shape[2:], strict=True))}
+            scale = tuple(o / i for o, i in zip(out_shape[2:], in_shape[2:], strict=True))
+            return {"mode": mode, "scale": scale}
         scales = raw.get("scales")
         position = 2 if node.op_type == "Resize" else 1
         if scales is None and len(node.input) > position:
@@ -259,16 +266,17 @@ class _Builder:
             scales = found.ravel().tolist() if found is not None else None
         return {"mode": mode, "scale": tuple(float(s) for s in scales[2:]) if scales else None}
 
-    def _reduce_mean(self, node, raw: dict, in_shape) -> tuple[str, dict[str, Any]]:
-        """A mean over all spatial axes (2, 3, ...) is a global average pool."""
+    def _reduce(self, node, raw: dict, in_shape) -> tuple[str, dict[str, Any]]:
+        """A mean (max) over all spatial axes (2, 3, ...) is a global average (max) pool."""
         axes = raw.get("axes")
         if axes is None and len(node.input) > 1:
             found = self._constant(node.input[1])
             axes = found.astype(np.int64).ravel().tolist() if found is not None else None
         rank = len(in_shape) if in_shape else 4
         if axes and rank > 2 and sorted(a % rank for a in axes) == list(range(2, rank)):
-            return Op.ADAPTIVE_AVG_POOL, {"output_size": (1,) * (rank - 2), "keepdims": raw.get("keepdims", 1)}
-        return Op.OTHER, {}
+            keepdims = raw.get("keepdims", 1)
+            return _SPATIAL_REDUCTIONS[node.op_type], {"output_size": (1,) * (rank - 2), "keepdims": keepdims}
+        return Op.OTHER, {"kind": node.op_type}
 
     def _add_parameters(self, node_id: str, node) -> None:
         """Register a lazy loader for the node's initializer inputs (its real weights)."""
@@ -302,7 +310,8 @@ class _Builder:
             attrs = {a.name: helper.get_attribute_value(a) for a in self.constant_nodes[tensor].attribute}
             if "value" not in attrs:
                 value = next((v for k, v in attrs.items() if k.startswith("value_")), None)
-                return np.asarray(value) if value is not None and np.size(value) <= _MAX_CONSTANT_SIZE else None
+                small = value is not None and np.size(value) <= _MAX_CONSTANT_SIZE
+                return np.asarray(value) if small else None
             proto = attrs["value"]
         else:
             return None
@@ -503,7 +512,8 @@ def _window_attrs(node_id: str, raw: dict, kernel: tuple[int, ...], in_shape) ->
     n = len(kernel)
     auto_pad = raw.get("auto_pad", "NOTSET")
     if n == 0:
-        return dict.fromkeys(("kernel", "stride", "dilation", "padding", "pads"), None) | {"auto_pad": auto_pad}
+        unknown = dict.fromkeys(("kernel", "stride", "dilation", "padding", "pads"))
+        return unknown | {"auto_pad": auto_pad}
     attrs = {
         "kernel": kernel,
         "stride": tuple(raw.get("strides") or (1,) * n),

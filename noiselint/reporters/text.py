@@ -24,8 +24,6 @@ def location(finding: Finding) -> str:
 
 
 def _header(model: ModelReport) -> str:
-    if not model.ok:
-        return f"[bold]{escape(model.model)}[/]  [red]failed[/]"
     graph = model.graph
     size = "x".join(str(d) for d in graph.input_size) if graph and graph.input_size else "unknown"
     pre = model.preprocessing
@@ -46,9 +44,10 @@ def _header(model: ModelReport) -> str:
 def render(report: Report, stream: TextIO) -> None:
     console = _console(stream)
     for model in report.models:
-        console.print(_header(model))
         if model.load_error:
-            console.print(f"  [red]error[/] {escape(model.load_error)}")
+            console.print(f"[red]error:[/] {escape(model.load_error)}")
+            continue
+        console.print(_header(model))
         for note in model.graph.notes if model.graph else ():
             console.print(f"  [dim]note: {escape(note)}[/]")
         for finding in model.findings:
@@ -70,7 +69,7 @@ def render_concise(report: Report, stream: TextIO) -> None:
     console = _console(stream)
     for model in report.models:
         if model.load_error:
-            console.print(f"{escape(model.model)}: [red]error[/] {escape(model.load_error)}")
+            console.print(f"[red]error:[/] {escape(model.load_error)}")
         for finding in model.findings:
             console.print(f"{escape(location(finding))}: {finding.code} {escape(finding.message)}")
         for error in model.rule_errors:
