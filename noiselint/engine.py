@@ -81,11 +81,11 @@ def lint_loaded(loaded: LoadedModel, rules: Sequence[Rule], options: Options) ->
     return check_graph(graph, rules, target=loaded.target)
 
 
-def read_graph(loaded: LoadedModel, override: Preprocessing = Preprocessing()) -> ModelGraph:
+def read_graph(loaded: LoadedModel, override: Preprocessing | None = None) -> ModelGraph:
     """The model's graph with every analysis pass run, preprocessing overrides applied."""
     from noiselint import passes
 
-    preprocessing = loaded.preprocessing.merged(override)
+    preprocessing = loaded.preprocessing.merged(override or Preprocessing())
     if loaded.graph is not None:
         graph = loaded.graph
         graph.preprocessing = preprocessing

@@ -29,7 +29,7 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {value!r} (choose from {choices})") from None
 
 
-class Basis(str, enum.Enum):
+class Basis(enum.StrEnum):
     """Where a predicted gain comes from."""
 
     ANALYTIC = "analytic"  # a formula, with its assumptions stated

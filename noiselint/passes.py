@@ -1,7 +1,8 @@
 """Analyses that run once on every graph and write their results onto the nodes.
 
 ``classify_convolutions`` needs ``op`` and ``attrs``, provides ``op`` = patch_embed / subsample.
-``mark_stem`` needs ``op``, ``attrs`` and edges, provides ``stem``. ``detect_architecture`` provides ``ModelGraph.architecture``.
+``mark_stem`` needs ``op``, ``attrs`` and edges, provides ``stem``.
+``detect_architecture`` needs ``op``, provides ``ModelGraph.architecture``.
 """
 
 from __future__ import annotations

@@ -271,7 +271,7 @@ def _hooks_graph(model, input_size, sites):
         meta_error = one_line(exc)
     cpu_model = _materialize(model)
     graph = _eager_graph(cpu_model, torch.randn(1, *input_size), sites, originals=dict(
-        zip((id(m) for m in cpu_model.modules()), model.modules())))
+        zip((id(m) for m in cpu_model.modules()), model.modules(), strict=True)))
     note = (f"the forward depends on tensor values ({meta_error}); ran it once on CPU with random "
             "weights: branches not taken are missing from the graph")
     return graph, [note]
