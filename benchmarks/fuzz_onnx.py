@@ -135,9 +135,7 @@ def bad_initializer(model, rng) -> str:
     elif choice == 2:
         tensor.raw_data = tensor.raw_data[: len(tensor.raw_data) // 2]
     elif choice == 3:
-        location = rng.choice(
-            ["../../../etc/passwd", "missing.bin", "/etc/hostname", "seed_external.onnx.data"]
-        )
+        location = rng.choice(["../../../etc/passwd", "missing.bin", "/etc/hostname", "seed_external.onnx.data"])
         tensor.ClearField("raw_data")
         tensor.ClearField("float_data")
         del tensor.external_data[:]
@@ -147,6 +145,18 @@ def bad_initializer(model, rng) -> str:
     else:
         inits.remove(tensor)
     return f"bad_initializer {tensor.name} ({choice})"
+
+
+def shape_values(model, rng) -> str:
+    """Rewrite a small int64 initializer (Reshape target, ConstantOfShape shape, axes) with odd values."""
+    ints = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT64 and 0 < np.prod(t.dims) < 9]
+    if not ints:
+        return "shape_values (none)"
+    tensor = rng.choice(ints)
+    values = [rng.choice([*BAD_INTS, -(2**63), 2**63 - 1]) for _ in range(int(np.prod(tensor.dims)))]
+    array = np.array(values, dtype=np.int64).reshape(tuple(tensor.dims))
+    tensor.CopyFrom(onnx.numpy_helper.from_array(array, tensor.name))
+    return f"shape_values {tensor.name}"
 
 
 def bad_versions(model, rng) -> str:
@@ -217,6 +227,7 @@ STRUCTURED = [
     graph_io,
     symbolic_input,
     odd_normalization,
+    shape_values,
 ]
 
 
@@ -336,9 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=1000, help="number of mutated models (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per worker run before a hang")
-    parser.add_argument(
-        "--keep", type=Path, default=Path("fuzz_onnx_failures"), help="where failing inputs go"
-    )
+    parser.add_argument("--keep", type=Path, default=Path("fuzz_onnx_failures"), help="where failing inputs go")
     parser.add_argument("--worker", nargs=2, metavar=("MANIFEST", "START"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

@@ -22,6 +22,7 @@ from noiselint.findings import Basis, Estimate
 GUIDELINES_REF = "arXiv:2509.20939"  # Kim et al. 2025, noise-robust vision design rules
 NULLSPACE_REF = "arXiv:2403.10476"  # Liu et al. 2024, patch-embedding nullspace of ViTs
 NOISE_STABILITY_REF = "arXiv:2602.08287"  # Haris et al. 2026, noise stability
+ROBUST_LAYERS_REF = "arXiv:2603.12799"  # robustness of vision(-language) models lives in shallow layers
 
 INCEPTION_STD = (0.5, 0.5, 0.5)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -166,6 +167,15 @@ def max_pool_mse(n: int) -> float:
 def avg_pool_mse(n: int) -> float:
     """MSE of average pooling over n noise values, in units of s^2: 1/n, unbiased."""
     return 1.0 / _positive_int("n", n)
+
+
+def avgmax_pool_mse(n: int) -> float:
+    """MSE of timm's avgmax pooling, (mean + max)/2 over n noise values, in units of s^2.
+
+    The mean is independent of the deviations from it, so Cov(mean, max) = Var(mean) = 1/n and
+    MSE = (E[max]^2 + Var[max] + 3/n) / 4.
+    """
+    return (max_pool_mse(n) + 3.0 / _positive_int("n", n)) / 4.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -314,6 +324,37 @@ def global_max_pool_estimate(n_values: int) -> Estimate:
     """Global max -> global average pooling over n = H*W values, as :func:`max_pool_estimate`."""
     n = _positive_int("n_values", n_values)
     return _pool_estimate(n, "noise MSE at global pooling", f"global ({n} values)")
+
+
+def global_avgmax_pool_estimate(n_values: int) -> Estimate:
+    """Global avgmax -> global average pooling over n = H*W values (:func:`avgmax_pool_mse` -> 1/n)."""
+    n = _positive_int("n_values", n_values)
+    current, proposed = avgmax_pool_mse(n), avg_pool_mse(n)
+    return Estimate(
+        quantity="noise MSE at global pooling",
+        factor=proposed / current,
+        basis=Basis.ANALYTIC,
+        formula=(
+            f"global avgmax pool (mean + max)/2, n={n}: MSE = (E[max]^2 + Var[max] + 3/n)/4 = {current:.4f} s^2; "
+            f"average pool: 1/n = {proposed:.4f} s^2, unbiased"
+        ),
+        assumptions=("noise-only input: i.i.d. N(0, s^2) per value in the window",),
+        references=(GUIDELINES_REF,),
+        current=current,
+        proposed=proposed,
+    )
+
+
+def unknown_window_pool_estimate() -> Estimate:
+    """Max -> average pooling over a window of unknown size: the direction is known, the factor is not."""
+    return Estimate(
+        quantity="noise MSE at this pooling stage",
+        factor=None,
+        basis=Basis.ANALYTIC,
+        formula="max over n values: MSE E[max]^2 + Var[max] (n=4: 1.55 s^2); average: 1/n; n is unknown here",
+        assumptions=("noise-only input: i.i.d. N(0, s^2) per value in the window", "window size not traced"),
+        references=(GUIDELINES_REF,),
+    )
 
 
 def _pool_estimate(n: int, quantity: str, label: str) -> Estimate:
@@ -513,6 +554,69 @@ def patch_nullspace_estimate(
     )
 
 
+def _capped_gain_estimate(quantity: str, gains: np.ndarray, cap: float, formula: str, assumption: str) -> Estimate:
+    channel = int(np.argmax(gains))
+    current = float(gains[channel])
+    return Estimate(
+        quantity=quantity,
+        factor=cap / current,
+        basis=Basis.ANALYTIC,
+        formula=f"{formula}; worst channel {channel}: {current:.3g} -> {cap:g}",
+        assumptions=(
+            "white noise at the layer input, i.i.d. N(0, s^2) per value, in the units the layer sees",
+            assumption,
+            "a sensitivity figure: the clean signal is scaled by the same layer",
+        ),
+        references=(ROBUST_LAYERS_REF,),
+        current=current,
+        proposed=cap,
+    )
+
+
+def stem_weight_estimate(weight: np.ndarray, cap: float = 1.0) -> Estimate:
+    """A real stem conv's worst per-channel white-noise gain ||W[c]||^2, brought down to ``cap``."""
+    return _capped_gain_estimate(
+        "noise variance after the stem conv (worst channel)",
+        conv_channel_noise_gain(weight),
+        cap,
+        "||W[c]||^2, summed over input channels and taps (exact for a linear conv)",
+        "bias and the activation after the conv ignored",
+    )
+
+
+def batchnorm_weight_estimate(gamma: np.ndarray, running_var: np.ndarray, eps: float, cap: float = 1.0) -> Estimate:
+    """A real eval-mode BatchNorm's worst per-channel gain gamma^2/(var + eps), brought down to ``cap``."""
+    return _capped_gain_estimate(
+        "noise variance after the BatchNorm (worst channel)",
+        batchnorm_gain(gamma, running_var, eps),
+        cap,
+        f"gamma^2 / (running_var + {eps:g}) (exact per channel in eval mode, for any noise)",
+        "eval mode: the running statistics are fixed",
+    )
+
+
+def patch_weight_estimate(noise: PatchEmbedNoise, proposed_patch: int, embed_dim: int, in_chans: int) -> Estimate:
+    """A real patch embed's passed share r/n against a full-rank embed with patch ``proposed_patch``."""
+    proposed_n = in_chans * _positive_int("proposed_patch", proposed_patch) ** 2
+    proposed = min(embed_dim, proposed_n) / proposed_n
+    return Estimate(
+        quantity="share of white-noise energy that can reach the model",
+        factor=proposed / noise.passed_share,
+        basis=Basis.ANALYTIC,
+        formula=(
+            f"rank {noise.rank} of {noise.input_dim} inputs (SVD of the real weight): {noise.passed_share:.3g} "
+            f"passes -> patch {proposed_patch}, D={embed_dim}, full rank: {proposed:.3g}"
+        ),
+        assumptions=(
+            "white noise, i.i.d. per pixel and channel within each patch",
+            "counts the energy that reaches the embedding at all, not its amplification (||W||_F^2)",
+        ),
+        references=(NULLSPACE_REF,),
+        current=noise.passed_share,
+        proposed=proposed,
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Model-level exposure
 
@@ -525,6 +629,18 @@ def exposure_term(estimate: Estimate) -> float | None:
     if estimate.current is None:
         return None
     return estimate.current**2 if "lipschitz" in estimate.quantity.lower() else estimate.current
+
+
+def advice_term(estimate: Estimate) -> float | None:
+    """The noise-variance factor a finding's advice would remove: 1/factor, or None if unknown.
+
+    A Lipschitz factor is squared first, as in :func:`exposure_term`. 1 means the advice changes
+    nothing; 4 means following it cuts that stage's noise variance fourfold.
+    """
+    sigma = estimate.sigma_factor
+    if sigma is None or not sigma > 0:
+        return None
+    return 1.0 / sigma**2
 
 
 def combine_exposure(stage_factors: Iterable[float]) -> float:

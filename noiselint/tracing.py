@@ -100,11 +100,23 @@ class _LeafTracer(torch.fx.Tracer):
             leaf_types = tuple(timm_fx.get_notrace_modules())
             functions = tuple(timm_fx.get_notrace_functions())
         super().__init__(autowrap_functions=functions)
-        self.record_stack_traces = True
         self._leaf_types = leaf_types
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
+
+    def create_node(self, kind, *args, **kwargs):
+        # torch's own stack recording (record_stack_traces) imports torch._dynamo, inductor and
+        # torch.export: seconds per run. The innermost frame outside torch is all we need.
+        node = super().create_node(kind, *args, **kwargs)
+        if kind in ("call_function", "call_method"):
+            frame = sys._getframe(1)
+            while frame is not None and "/torch/" in frame.f_code.co_filename:
+                frame = frame.f_back
+            if frame is not None:
+                code = frame.f_code
+                node.stack_trace = f'File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}'
+        return node
 
 
 def _fx_graph(model, input_size, sites):

@@ -194,3 +194,15 @@ def test_crashing_rule_becomes_an_error_record(tmp_path):
     assert model["rule_errors"] == [{"code": "NL999", "model": model["model"], "error": "ZeroDivisionError: boom"}]
     assert any(f["code"] == "NL301" for f in model["findings"])
     assert result.exit_code == 2
+
+
+def test_shape_dependent_forward_falls_back_to_export():
+    report = lint([str(MODELS / "shape_branching.py")], Options(select=["NL301"]))
+    (model,) = report.models
+    assert model.graph.trace_level == "export"
+    assert any(note.startswith("fx tracing failed") for note in model.graph.notes)
+    # The branch not taken (small_pool) is not in the graph: coverage says so.
+    assert model.graph.coverage == pytest.approx(2 / 3, abs=1e-3)
+    (finding,) = model.findings
+    assert finding.module_path == "pool"
+    assert finding.location.line == line_of(MODELS / "shape_branching.py", "nn.MaxPool2d(2)")

@@ -53,6 +53,14 @@ def split_python_target(target: str) -> tuple[str, str | None]:
     return target, None
 
 
+def target_file(target: str) -> str | None:
+    """The file a Python or ONNX target names (``net.py:Net`` -> ``net.py``), when it exists."""
+    if kind_of(target) not in ("python", "onnx"):
+        return None
+    path = split_python_target(target)[0]
+    return path if Path(path).is_file() else None
+
+
 def load(target: str, *, device: str = "meta") -> list[LoadedModel]:
     """All models named by ``target`` (a wildcard or a file may name several)."""
     kind = kind_of(target)

@@ -433,8 +433,7 @@ class _Builder:
         placeholders = self._placeholder_weights()
         if placeholders:
             self.notes.append(
-                f"{placeholders} layer(s) take weights from ConstantOfShape (constant placeholders, "
-                "not trained values)"
+                f"{placeholders} layer(s) take weights from ConstantOfShape (constant placeholders, not trained values)"
             )
 
     def _placeholder_weights(self) -> int:

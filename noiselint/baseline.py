@@ -1,0 +1,92 @@
+"""Baselines: record today's findings once, then fail only on new ones.
+
+``--write-baseline FILE`` stores one entry per finding; ``--baseline FILE`` hides every finding whose
+fingerprint is recorded (each entry hides one finding, so a second max pool in the same module is
+new). The fingerprint is :attr:`Finding.fingerprint` (rule, model, module path: no line numbers),
+taken with the model's file path relative to the baseline's folder, so it does not depend on the
+directory noiselint runs from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from noiselint.errors import UsageError
+from noiselint.findings import Finding, Report
+from noiselint.loaders import kind_of, split_python_target
+
+SCHEMA = "noiselint-baseline"
+SCHEMA_VERSION = 1
+
+
+def fingerprint(finding: Finding, root: str | os.PathLike) -> str:
+    """``finding.fingerprint`` with its model's file path made relative to ``root``."""
+    return replace(finding, model=_relative_model(finding.model, root)).fingerprint
+
+
+def _relative_model(model: str, root: str | os.PathLike) -> str:
+    if kind_of(model) not in ("python", "onnx"):
+        return model
+    path, name = split_python_target(model)
+    if not os.path.isfile(path):
+        return model
+    relative = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
+    return f"{relative}:{name}" if name else relative
+
+
+def write(report: Report, path: str | os.PathLike) -> int:
+    """Record every finding of ``report`` in ``path``; returns how many."""
+    root = Path(path).resolve().parent
+    entries = sorted(
+        ({"fingerprint": fingerprint(f, root), "code": f.code, "model": _relative_model(f.model, root),
+          "module_path": f.module_path or f.node, "message": f.message} for f in report.findings),
+        key=lambda e: (e["model"], e["code"], e["module_path"] or "", e["fingerprint"]),
+    )
+    from noiselint import __version__
+
+    data = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "noiselint_version": __version__,
+            "findings": entries}
+    try:
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the baseline: {exc.strerror}") from None
+    return len(entries)
+
+
+def load(path: str | os.PathLike) -> Counter[str]:
+    """How many findings of each fingerprint the baseline at ``path`` records."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such baseline (create it with --write-baseline)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a noiselint baseline: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("findings"), list):
+        raise UsageError(f"{path}: not a noiselint baseline (write one with --write-baseline)")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise UsageError(f"{path}: baseline schema version {data.get('schema_version')!r} is not supported")
+    try:
+        return Counter(str(entry["fingerprint"]) for entry in data["findings"])
+    except (TypeError, KeyError):
+        raise UsageError(f"{path}: a baseline entry has no fingerprint") from None
+
+
+def apply(report: Report, path: str | os.PathLike) -> Report:
+    """``report`` without the findings the baseline at ``path`` records."""
+    remaining = load(path)
+    root = Path(path).resolve().parent
+    models = []
+    for model in report.models:
+        kept = []
+        for finding in model.findings:
+            key = fingerprint(finding, root)
+            if remaining[key] > 0:
+                remaining[key] -= 1
+            else:
+                kept.append(finding)
+        models.append(replace(model, findings=tuple(kept)))
+    return replace(report, models=tuple(models))

@@ -1,0 +1,66 @@
+"""GitHub Actions workflow commands: one ``::warning file=...,line=...::message`` annotation per finding.
+
+Errors become ``::error``, info ``::notice``; load errors and crashed rules are ``::error``. Paths
+are relative to the repository root, as GitHub expects. The last line is a plain summary.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.text import Text
+
+from noiselint.findings import Finding, Report, Severity
+from noiselint.loaders import target_file
+from noiselint.reporters.sarif import relative_path, repo_root
+from noiselint.reporters.text import summary_line
+
+COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def escape_data(value: str) -> str:
+    """Escape a command's message: ``%``, carriage return and newline."""
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(value: str) -> str:
+    """Escape a property value: as data, plus ``:`` and ``,``."""
+    return escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(name: str, message: str, **properties: str | int | None) -> str:
+    """One workflow command line, properties that are ``None`` left out."""
+    props = ",".join(f"{key}={escape_property(str(value))}" for key, value in properties.items() if value is not None)
+    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}\n"
+
+
+def _path(path: str | None) -> str | None:
+    return None if path is None else relative_path(path, repo_root()) or path
+
+
+def _finding(finding: Finding, target: str) -> str:
+    where = f" in {finding.model}" + (f" ({finding.module_path})" if finding.module_path else "")
+    message = f"{finding.code} {finding.message}{where}"
+    if finding.estimate is not None:
+        message += f"\nestimate: {finding.estimate.summary()}"
+    location = finding.location
+    return command(
+        COMMANDS[finding.severity], message,
+        file=_path(location.path if location else target_file(target)),
+        line=location.line if location else None,
+        col=location.column if location else None,
+        title=f"noiselint {finding.code} ({finding.rule})",
+    )
+
+
+def render(report: Report, stream: TextIO) -> None:
+    for model in report.models:
+        if model.load_error:
+            stream.write(command("error", model.load_error, file=_path(target_file(model.target)),
+                                 title=f"noiselint could not lint {model.model}"))
+        for finding in model.findings:
+            stream.write(_finding(finding, model.target))
+        for error in model.rule_errors:
+            stream.write(command("error", f"rule {error.code} crashed on {error.model}: {error.error}",
+                                 title=f"noiselint rule {error.code} crashed"))
+    stream.write(Text.from_markup(summary_line(report)).plain + "\n")
