@@ -98,5 +98,5 @@ class Rule:
         """The first sentence under "What it does"."""
         docs = cls.docs()
         body = docs.split("## What it does", 1)[-1].strip().split("\n\n", 1)[0]
-        return " ".join(body.split())
+        return " ".join(body.replace("``", "`").split())
 

@@ -15,9 +15,12 @@ The report states the level used and its coverage: the share of leaf modules in 
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from functools import partial
 from typing import Any
 
 import networkx as nx
@@ -63,6 +66,7 @@ def _model_graph(model, name, graph, level, input_size, preprocessing, notes) ->
     covered = {data["module_path"] for _, data in graph.nodes(data=True) if data["shape"] is not None}
     covered_leaves = {path for path in leaf_paths if any(_within(path, c) for c in covered if c is not None)}
     coverage = len(covered_leaves) / len(leaf_paths) if leaf_paths else 1.0
+    weights = any(p.device.type != "meta" for p in model.parameters())
     return ModelGraph(
         name=name,
         graph=graph,
@@ -71,7 +75,33 @@ def _model_graph(model, name, graph, level, input_size, preprocessing, notes) ->
         coverage=round(coverage, 4),
         traced_input_size=input_size,
         notes=notes,
+        weights=weights,
+        parameters=_parameter_loaders(model, graph) if weights else {},
     )
+
+
+#: Real-weight keys per layer kind: the ONNX loader's names (left) for the torch attributes (right).
+_CONV_TENSORS = {"weight": "weight", "bias": "bias"}
+_NORM_TENSORS = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+def _parameter_loaders(model: nn.Module, graph: nx.DiGraph) -> dict[str, Callable[[], dict]]:
+    """Loaders of real conv and BatchNorm tensors by node id; a norm's eps goes to ``attrs["epsilon"]``."""
+    modules = dict(model.named_modules())
+    loaders = {}
+    for node_id, data in graph.nodes(data=True):
+        module = modules.get(data["module_path"]) if data["module_path"] is not None else None
+        if data["op"] in Op.CONVOLUTIONS and isinstance(module, nn.modules.conv._ConvNd):
+            loaders[node_id] = partial(_tensors_of, module, _CONV_TENSORS)
+        elif data["op"] == Op.NORM and getattr(module, "running_var", None) is not None:
+            data["attrs"]["epsilon"] = float(module.eps)
+            loaders[node_id] = partial(_tensors_of, module, _NORM_TENSORS)
+    return loaders
+
+
+def _tensors_of(module: nn.Module, names: Mapping[str, str]) -> dict:
+    tensors = {key: getattr(module, attr, None) for key, attr in names.items()}
+    return {key: t.detach().float().cpu().numpy() for key, t in tensors.items() if isinstance(t, torch.Tensor)}
 
 
 def _within(path: str, ancestor: str) -> bool:
@@ -221,8 +251,22 @@ _ATEN_OPS = {
 }
 
 
+@contextmanager
+def _quiet():
+    """Silence torch's logging and prints while export runs (failures are reported as notes)."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with open(os.devnull, "w") as sink, redirect_stdout(sink), redirect_stderr(sink):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _export_graph(model, input_size, sites):
-    program = torch.export.export(model, (_meta_input(model, input_size),), strict=False)
+    with _quiet():
+        program = torch.export.export(model, (_meta_input(model, input_size),), strict=False)
     modules = dict(model.named_modules())
     graph = nx.DiGraph()
     order = 0
@@ -341,11 +385,20 @@ class _Recorder(torch.overrides.TorchFunctionMode):
                 if kind == Op.CONV and len(args) > 1 and isinstance(args[1], torch.Tensor):
                     attrs["kernel"] = tuple(args[1].shape[2:])
                 node_id = f"{getattr(func, '__name__', 'op')}_{self.order}"
-                frame = traceback.extract_stack(limit=4)[0]
-                source = SourceLocation(display_path(frame.filename), frame.lineno or 1, 1)
                 self.add(node_id, kind, attrs, _tensors((args, kwargs)), result,
-                         self.stack[-1] if self.stack else None, attrs.get("function"), source)
+                         self.stack[-1] if self.stack else None, attrs.get("function"), _caller_location())
         return result
+
+
+def _caller_location() -> SourceLocation | None:
+    """The innermost frame outside torch and noiselint: the line of a functional call in a forward."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if "/torch/" not in path and "/noiselint/" not in path:
+            return SourceLocation(display_path(path), frame.f_lineno, 1)
+        frame = frame.f_back
+    return None
 
 
 def _tensors(value) -> list[torch.Tensor]:
