@@ -1,12 +1,13 @@
-"""The Python API: ``noiselint.lint(model_or_target, ...)``."""
+"""The Python API: ``noiselint.lint(model_or_target, ...)`` and ``noiselint.assert_clean(...)``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from noiselint.engine import Options, lint_loaded, lint_target, make_rules
-from noiselint.findings import Report, Severity
+from noiselint.engine import lint_loaded, lint_target, make_rules
+from noiselint.findings import Report
 from noiselint.graph import Preprocessing
 from noiselint.loaders import LoadedModel
 
@@ -16,24 +17,34 @@ def lint(
     *,
     select: Sequence[str] | None = None,
     ignore: Sequence[str] = (),
-    fail_on: str = "warning",
+    fail_on: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     input_size: Sequence[int] | None = None,
     name: str | None = None,
+    config: str | os.PathLike | bool = False,
 ) -> Report:
     """Lint an ``nn.Module`` instance, a target string, or a list of either.
 
     Preprocessing given here overrides what the model states; ``fail_on`` sets the severity at
-    which ``Report.exit_code`` becomes 1.
+    which ``Report.exit_code`` becomes 1 (default: the configuration's, else ``warning``). ``config``
+    applies a ``[tool.noiselint]`` table: a file, or ``True`` for the closest pyproject.toml; the
+    arguments given here win over it.
     """
+    from noiselint import config as configuration
+    from noiselint.sites import class_sites
+
     override = Preprocessing(
         mean=tuple(mean) if mean is not None else None,
         std=tuple(std) if std is not None else None,
         input_size=tuple(input_size) if input_size is not None else None,
         origin="lint() arguments",
     )
-    options = Options(select=select, ignore=ignore, fail_on=Severity.parse(fail_on), preprocessing=override)
+    settings = configuration.Config()
+    if config:
+        settings = configuration.resolve(None if config is True else os.fspath(config))
+    options = configuration.make_options(settings, select=select, ignore=ignore, fail_on=fail_on,
+                                         preprocessing=override)
     rules = make_rules(options)
     models = []
     for item in model if isinstance(model, (list, tuple)) else [model]:
@@ -41,5 +52,27 @@ def lint(
             models.extend(lint_target(item, rules, options))
         else:
             label = name or type(item).__name__
-            models.append(lint_loaded(LoadedModel(name=label, target=label, module=item), rules, options))
+            loaded = LoadedModel(name=label, target=label, module=item, sites=class_sites(item))
+            models.append(lint_loaded(loaded, rules, options))
     return Report(models=tuple(models), fail_on=options.fail_on)
+
+
+def assert_clean(model: Any, **kwargs: Any) -> Report:
+    """Lint like :func:`lint` and raise ``AssertionError`` listing every finding at or above
+    ``fail_on``, every model that failed to load and every crashed rule; returns the report if clean."""
+    report = lint(model, **kwargs)
+    if report.exit_code == 0:
+        return report
+    lines = []
+    for result in report.models:
+        if result.load_error:
+            lines.append(f"{result.model}: could not lint it: {result.load_error}")
+        for finding in result.findings:
+            if finding.severity >= report.fail_on:
+                where = str(finding.location) if finding.location else result.model
+                module = f" {finding.module_path}:" if finding.module_path else ""
+                lines.append(f"{where}: {finding.code} {finding.rule}{module} {finding.message}")
+        for error in result.rule_errors:
+            lines.append(f"{result.model}: rule {error.code} crashed: {error.error}")
+    raise AssertionError(f"noiselint: {len(lines)} problem(s) at or above {report.fail_on.label}:\n  "
+                         + "\n  ".join(lines))

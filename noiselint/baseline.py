@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from noiselint.errors import UsageError
@@ -57,8 +57,16 @@ def write(report: Report, path: str | os.PathLike) -> int:
     return len(entries)
 
 
-def load(path: str | os.PathLike) -> Counter[str]:
-    """How many findings of each fingerprint the baseline at ``path`` records."""
+@dataclass(frozen=True)
+class Baseline:
+    """A loaded baseline: how many findings of each fingerprint it records, and its folder."""
+
+    counts: Counter[str]
+    root: Path
+
+
+def load(path: str | os.PathLike) -> Baseline:
+    """Read and check the baseline at ``path``."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -70,20 +78,20 @@ def load(path: str | os.PathLike) -> Counter[str]:
     if data.get("schema_version") != SCHEMA_VERSION:
         raise UsageError(f"{path}: baseline schema version {data.get('schema_version')!r} is not supported")
     try:
-        return Counter(str(entry["fingerprint"]) for entry in data["findings"])
+        counts = Counter(str(entry["fingerprint"]) for entry in data["findings"])
     except (TypeError, KeyError):
         raise UsageError(f"{path}: a baseline entry has no fingerprint") from None
+    return Baseline(counts, Path(path).resolve().parent)
 
 
-def apply(report: Report, path: str | os.PathLike) -> Report:
-    """``report`` without the findings the baseline at ``path`` records."""
-    remaining = load(path)
-    root = Path(path).resolve().parent
+def apply(report: Report, baseline: Baseline) -> Report:
+    """``report`` without the findings ``baseline`` records (each entry hides one finding)."""
+    remaining = Counter(baseline.counts)
     models = []
     for model in report.models:
         kept = []
         for finding in model.findings:
-            key = fingerprint(finding, root)
+            key = fingerprint(finding, baseline.root)
             if remaining[key] > 0:
                 remaining[key] -= 1
             else:

@@ -14,14 +14,15 @@ import click
 from noiselint import __version__
 from noiselint.errors import NoiselintError
 
-FORMATS = ("text", "concise", "json")
+FORMATS = ("text", "concise", "json", "sarif", "github", "markdown")
 
 
 class _DefaultCommandGroup(click.Group):
-    """A group whose first argument, when it is not a subcommand, goes to ``check``."""
+    """A group whose first argument, when it is not a subcommand, goes to ``check`` (no arguments too:
+    the configured models)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
@@ -55,6 +56,52 @@ def _codes(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def _reports(ctx, param, values: tuple[str, ...]) -> list[tuple[str, str]]:
+    specs = []
+    for value in values:
+        name, sep, path = value.partition(":")
+        if not sep or not path or name not in FORMATS:
+            raise click.BadParameter(f"expected FORMAT:FILE with FORMAT one of {', '.join(FORMATS)}, got {value!r}")
+        specs.append((name, path))
+    return specs
+
+
+_VERIFY_OPTIONS = (
+    click.option("--verify", is_flag=True, help="After linting, run each model on noisy images and measure "
+                 "accuracy/agreement per sigma, node noise gains and what-ifs (README: Verify)."),
+    click.option("--weights", type=click.Path(dir_okay=False), help="--verify: a state_dict or .safetensors file."),
+    click.option("--data", help="--verify: an image folder (class subfolders = labels), 'natural' or 'digits' "
+                 "[default: digits for 1-channel models, else natural]."),
+    click.option("--sigmas", callback=_floats, help="--verify: noise std on [0,1] pixels "
+                 "[default: 0.08,0.12,0.18,0.26,0.38, ImageNet-C]."),
+    click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="--verify: where to run [default: auto]."),
+    click.option("--images", type=click.IntRange(min=1), help="--verify: at most this many images [default: 512]."),
+    click.option("--draws", type=click.IntRange(min=1), help="--verify: noise draws per image and sigma [default: 3]."),
+    click.option("--seed", type=int, help="--verify: noise seed; a fixed seed repeats a run [default: 0]."),
+    click.option("--plot", type=click.Path(dir_okay=False), help="--verify: draw accuracy/agreement vs sigma here (.png)."),
+)
+
+
+def _verify_options(command):
+    for option in reversed(_VERIFY_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _verify_settings(values: dict):
+    """VerifyOptions for --verify, or None; verify options without --verify are a usage error."""
+    given = {k: v for k, v in values.items() if k != "verify" and v is not None}
+    if not values["verify"]:
+        if given:
+            raise NoiselintError(f"--{next(iter(given))} needs --verify")
+        return None
+    from noiselint.verify import VerifyOptions
+
+    options = VerifyOptions(**given, progress=sys.stderr.isatty())
+    options.validate()
+    return options
+
+
 @click.group(cls=_DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="noiselint")
 def main() -> None:
@@ -66,42 +113,68 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("targets", nargs=-1, required=True)
-@click.option("--format", "output_format", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.argument("targets", nargs=-1)
+@click.option("--format", "output_format", type=click.Choice(FORMATS), help="Report format [default: text].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@click.option("--report", "extra_reports", multiple=True, callback=_reports, metavar="FORMAT:FILE",
+              help="Also write the report in FORMAT to FILE (repeatable), e.g. sarif:noiselint.sarif.")
 @click.option("--select", help="Comma-separated rule codes, prefixes (NL3) or names to run.")
+@click.option("--extend-select", help="Comma-separated rule selectors to add to the selection.")
 @click.option("--ignore", help="Comma-separated rule codes, prefixes or names to skip.")
-@click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default="warning", show_default=True,
-              help="Lowest severity that makes the exit code 1.")
+@click.option("--fail-on", type=click.Choice(["info", "warning", "error"]),
+              help="Lowest severity that makes the exit code 1 [default: warning].")
 @click.option("--mean", callback=_floats, help="Per-channel mean on [0,1] pixels, e.g. 0.5,0.5,0.5.")
 @click.option("--std", callback=_floats, help="Per-channel std on [0,1] pixels, e.g. 0.5,0.5,0.5.")
 @click.option("--input-size", callback=_size, help="Input size: 224, 224x224 or 3x224x224.")
 @click.option("--rules-dir", multiple=True, type=click.Path(file_okay=False), help="Extra folder of rule modules.")
-def check(targets, output_format, output, select, ignore, fail_on, mean, std, input_size, rules_dir) -> None:
-    """Lint TARGETS and report what makes them fragile to Gaussian noise."""
-    from noiselint import reporters
-    from noiselint.engine import Options, lint
-    from noiselint.findings import Severity
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Settings file (default: the closest pyproject.toml with [tool.noiselint]).")
+@click.option("--isolated", is_flag=True, help="Ignore configuration files.")
+@click.option("--baseline", "baseline_file", type=click.Path(dir_okay=False),
+              help="Hide the findings recorded in this baseline.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record the current findings as a baseline.")
+@click.option("--hook", is_flag=True, help="pre-commit mode: skip Python files that define no model.")
+@_verify_options
+def check(targets, output_format, output, extra_reports, select, extend_select, ignore, fail_on, mean, std,
+          input_size, rules_dir, config_file, isolated, baseline_file, write_baseline, hook, **verify) -> None:
+    """Lint TARGETS (default: `models` in [tool.noiselint]) and report what makes them fragile to noise."""
+    from noiselint import baseline, config, reporters
+    from noiselint.engine import lint
     from noiselint.graph import Preprocessing
 
-    options = Options(
-        select=_codes(select),
-        ignore=_codes(ignore) or (),
-        fail_on=Severity.parse(fail_on),
-        preprocessing=Preprocessing(mean=mean, std=std, input_size=input_size, origin="command line"),
-        rules_dirs=rules_dir,
-    )
     try:
-        render = reporters.get(output_format)
-        report = lint(targets, options)
+        run = config.build_run(
+            config.resolve(config_file, isolated=isolated),
+            targets=targets, select=_codes(select), extend_select=_codes(extend_select) or (),
+            ignore=_codes(ignore) or (), fail_on=fail_on, output_format=output_format,
+            preprocessing=Preprocessing(mean=mean, std=std, input_size=input_size, origin="command line"),
+            rules_dirs=rules_dir, baseline=baseline_file, hook=hook,
+        )
+        outputs = [(reporters.get(run.format), output), *((reporters.get(f), p) for f, p in extra_reports)]
+        known = baseline.load(run.baseline) if run.baseline and not write_baseline else None
+        verify_options = _verify_settings(verify)
+        report = lint(run.targets, run.options)
+        if verify_options is not None:
+            from noiselint.verify import verify_report
+
+            report = verify_report(report, verify_options, warn=lambda m: click.echo(f"noiselint: warning: {m}", err=True))
+        if write_baseline:
+            count = baseline.write(report, write_baseline)
+            click.echo(f"noiselint: recorded {count} finding(s) in {write_baseline}", err=True)
+        elif known is not None:
+            report = baseline.apply(report, known)
     except NoiselintError as exc:
         _fail(str(exc))
-    if output:
-        with open(output, "w", encoding="utf-8") as stream:
-            render(report, stream)
-    else:
-        render(report, sys.stdout)
-    sys.exit(report.exit_code)
+    for render, path in outputs:
+        if path is None:
+            render(report, sys.stdout)
+            continue
+        try:
+            with open(path, "w", encoding="utf-8") as stream:
+                render(report, stream)
+        except OSError as exc:
+            _fail(f"{path}: cannot write the report: {exc.strerror}")
+    sys.exit(report.exit_code if not write_baseline or report.exit_code == 2 else 0)
 
 
 @main.command("rules")

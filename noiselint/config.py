@@ -257,24 +257,21 @@ class Run:
     baseline: str | None
 
 
-def build_run(
+def make_options(
     config: Config,
     *,
-    targets: Sequence[str] = (),
     select: Sequence[str] | None = None,
     extend_select: Sequence[str] = (),
     ignore: Sequence[str] = (),
     fail_on: str | None = None,
-    output_format: str | None = None,
-    preprocessing: Preprocessing = Preprocessing(),
+    preprocessing: Preprocessing | None = None,
     rules_dirs: Sequence[str] = (),
-    baseline: str | None = None,
     hook: bool = False,
-) -> Run:
-    """Merge the command line over ``config``.
+) -> Options:
+    """Engine options: the arguments (the command line, or the API's) over ``config``.
 
     A ``select`` given here replaces the configured selection and its ``ignore`` (as in ruff);
-    otherwise ``extend-select`` and ``ignore`` add to the configured ones.
+    otherwise ``extend_select`` and ``ignore`` add to the configured ones.
     """
     from noiselint import registry
     from noiselint.engine import Options
@@ -289,22 +286,33 @@ def build_run(
     classes = registry.discover(all_dirs)
     for _, codes in config.per_file_ignores:
         registry.select(classes, codes)
-    options = Options(
+    return Options(
         select=chosen,
         ignore=tuple(ignored),
         fail_on=Severity.parse(fail_on or config.fail_on or "warning"),
-        preprocessing=preprocessing,
+        preprocessing=preprocessing or Preprocessing(),
         rules_dirs=all_dirs,
         rule_options=_check_rule_options(config, classes),
         per_file_ignores=config.per_file_ignores,
         preprocessing_by_target=config.preprocessing,
         skip_no_model=hook,
     )
+
+
+def build_run(
+    config: Config,
+    *,
+    targets: Sequence[str] = (),
+    output_format: str | None = None,
+    baseline: str | None = None,
+    **options: Any,
+) -> Run:
+    """Targets, options, format and baseline: the command line over ``config``."""
     targets = tuple(targets) or config.models
     if not targets:
         raise UsageError("no targets: name models on the command line or in [tool.noiselint] models")
-    return Run(targets=targets, options=options, format=output_format or config.format or "text",
-               baseline=baseline or config.baseline)
+    return Run(targets=targets, options=make_options(config, **options),
+               format=output_format or config.format or "text", baseline=baseline or config.baseline)
 
 
 def _check_rule_options(config: Config, classes) -> dict[str, dict[str, Any]]:

@@ -503,6 +503,18 @@ def normalization_estimate(std: Sequence[float], reference: float = 0.5) -> Esti
     )
 
 
+def unknown_normalization_estimate(reference: float = 0.5) -> Estimate:
+    """Input std unknown: the Lipschitz factor max_c reference/std_c cannot be computed (factor None)."""
+    return Estimate(
+        quantity="pixel-space Lipschitz bound",
+        factor=None,
+        basis=Basis.ANALYTIC,
+        formula=f"max_c {reference:g}/std_c needs the input std, which is unknown",
+        assumptions=("the normalization std is not stated by the model, its config or the command line",),
+        references=(GUIDELINES_REF,),
+    )
+
+
 def resolution_estimate(current: int | tuple[int, int], proposed: int | tuple[int, int]) -> Estimate:
     """Input resolution change: an empirical zoo trend with no formula, so the factor is unknown (None)."""
     return Estimate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from noiselint.graph import Preprocessing, SourceLocation
 
@@ -128,6 +129,7 @@ class ModelReport:
     preprocessing: Preprocessing | None = None
     exposure: float | None = None
     load_error: str | None = None
+    verification: Any = None  # a noiselint.verify.report.Verification, set by --verify
 
     @property
     def ok(self) -> bool:

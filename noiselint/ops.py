@@ -80,7 +80,7 @@ def module_op(module: Any) -> tuple[str, dict[str, Any]]:
         return Op.ATTENTION, {}
     if isinstance(module, nn.Upsample):
         return Op.RESIZE, {"scale": module.scale_factor, "mode": module.mode}
-    if isinstance(module, (nn.Flatten, nn.Unflatten)):
+    if isinstance(module, (nn.Flatten, nn.Unflatten, nn.Identity)):
         return Op.RESHAPE, {}
     if name in _NORM_TYPES or isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)):
         return Op.NORM, {"kind": name}

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import networkx as nx
+
 from noiselint.graph import ModelGraph, Op
 
 # Ops that carry data through unchanged in layout for the purpose of finding the model input.
@@ -62,28 +64,34 @@ def classify_convolutions(graph: ModelGraph) -> None:
 def mark_stem(graph: ModelGraph) -> None:
     """Mark the stem: nodes from the input to the end of the first downsampling stage.
 
-    Walking in execution order, the stem takes every node until, after the first downsampling,
-    the network branches or merges (the first block), attention begins, or the next downsampling
-    would take the total stride past :data:`STEM_MAX_STRIDE`.
+    Only nodes fed by the input count (constants and parameters do not). Walking in execution
+    order, the stem takes every such node until, after the first downsampling, the network branches
+    or merges two activations (the first block), attention or a linear layer begins, the next
+    downsampling would take the total stride past :data:`STEM_MAX_STRIDE`, or a convolution follows
+    once that stride is reached.
     """
+    inputs = [node_id for node_id, _ in graph.nodes(Op.INPUT)]
+    fed = set(inputs).union(*(nx.descendants(graph.graph, node_id) for node_id in inputs))
     total_stride = 1
     for node_id, data in graph.nodes():
+        if node_id not in fed:
+            continue
         op, stride = data["op"], stride_of(data)
-        if total_stride > 1:
-            if op in (Op.ADD, Op.CONCAT, Op.MUL, Op.ATTENTION, Op.LINEAR, Op.OUTPUT):
-                break
-            if stride > 1 and total_stride * stride > STEM_MAX_STRIDE:
-                break
-        if op == Op.OUTPUT:
+        merges = sum(pred in fed for pred in graph.predecessors(node_id)) > 1
+        if op == Op.OUTPUT or (total_stride > 1 and (merges or op in (Op.ATTENTION, Op.LINEAR))):
+            break
+        if total_stride > 1 and stride > 1 and total_stride * stride > STEM_MAX_STRIDE:
+            break
+        if total_stride >= STEM_MAX_STRIDE and op in Op.CONVOLUTIONS:
             break
         data["stem"] = True
         total_stride *= stride
-        if total_stride > 1 and _branches(graph, node_id):
+        if total_stride > 1 and _branches(graph, node_id, fed):
             break
 
 
-def _branches(graph: ModelGraph, node_id: str) -> bool:
-    consumers = [s for s in graph.successors(node_id) if graph.node(s)["op"] not in (Op.OTHER, Op.OUTPUT)]
+def _branches(graph: ModelGraph, node_id: str, fed: set[str]) -> bool:
+    consumers = [s for s in graph.successors(node_id) if s in fed and graph.node(s)["op"] not in (Op.OTHER, Op.OUTPUT)]
     return len(consumers) > 1
 
 

@@ -8,8 +8,12 @@ called from ``timm/models/resnet.py`` points at the model file).
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import os
 import sys
+import textwrap
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -67,3 +71,44 @@ def recording(prefer: Sequence[str] = ()) -> Iterator[weakref.WeakKeyDictionary]
         yield sites
     finally:
         nn.Module.__init__ = original_init
+
+
+def class_sites(model: object) -> dict:
+    """Best-effort construction lines for a model built outside :func:`recording`.
+
+    Each submodule gets the ``self.NAME = ...`` line in its parent's class source; children of
+    containers (``nn.Sequential``, ``nn.ModuleList``) get their container's line.
+    """
+    sites = {}
+    for path, module in model.named_modules():
+        if not path:
+            continue
+        parent_path, _, attr = path.rpartition(".")
+        parent = model.get_submodule(parent_path)
+        site = _assignment_site(type(parent), attr)
+        location = SourceLocation(display_path(site[0]), *site[1:]) if site else sites.get(parent)
+        if location is not None:
+            sites[module] = location
+    return sites
+
+
+@functools.lru_cache(maxsize=1024)
+def _assignment_site(cls: type, attr: str) -> tuple[str, int, int] | None:
+    """Where a class of the model (or a base class) assigns ``self.<attr>``, if its source is readable."""
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] in ("torch", "builtins"):
+            continue
+        try:
+            lines, start = inspect.getsourcelines(klass)
+            tree = ast.parse(textwrap.dedent("".join(lines)))
+            path = inspect.getsourcefile(klass)
+        except (OSError, TypeError, SyntaxError):
+            continue
+        indent = len(lines[0]) - len(lines[0].lstrip())
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and any(
+                    isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name)
+                    and t.value.id == "self" for t in targets):
+                return path, start + node.lineno - 1, indent + node.value.col_offset + 1
+    return None

@@ -108,3 +108,243 @@ class MaxPooling(Rule):
                 estimate=estimates.max_pool_estimate(tuple(window[:2])),
             )
 
+
+
+def _feeds(graph: ModelGraph, node_id: str, op: str) -> str | None:
+    """The ``op`` node this node's output reaches through norms and pass-through ops, if any."""
+    frontier = graph.successors(node_id)
+    while frontier:
+        current = frontier.pop()
+        kind = graph.node(current)["op"]
+        if kind == op:
+            return current
+        if kind in (Op.NORM, Op.OTHER):
+            frontier.extend(graph.successors(current))
+    return None
+
+
+class StridedSubsampling(Rule):
+    """
+    ## What it does
+    Flags strided 1x1 convs: subsampling that keeps one pixel of every s x s block, as in the
+    projection shortcut of timm's default, C and S ResNets.
+
+    ## Why is this bad?
+    A 1x1 conv with stride s keeps one sample per s x s block and drops the rest, so the noise in
+    the kept samples passes whole (nearest-neighbour subsampling, variance factor 1). An s x s
+    average pool before the 1x1 conv, as in ResNet-D and ResNet-T, keeps 1/s^2 of it with the same
+    weights. Average pooling was one of the four design patterns that the 1,174-model study of
+    arXiv 2509.20939 found to improve robustness to Gaussian noise; public reviews of the paper
+    report that in its comparison of timm's ResNet C/D/T/S variants the average-pool downsampling
+    of D and T beat this subsampling.
+
+    ## Example
+    ```python
+    self.downsample = nn.Sequential(nn.Conv2d(256, 512, 1, stride=2), nn.BatchNorm2d(512))
+    ```
+
+    ## Use instead
+    ```python
+    self.downsample = nn.Sequential(
+        nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False),
+        nn.Conv2d(256, 512, 1),
+        nn.BatchNorm2d(512),
+    )
+    ```
+
+    ## Known problems
+    The 1/s^2 figure assumes white noise at the shortcut's input; deeper in a network the noise is
+    correlated and the gain smaller. It is for Gaussian noise and need not transfer to other
+    corruptions (arXiv 2606.07593).
+
+    ## References
+    - Kim et al., "Unlocking Noise-Resistant Vision", arXiv:2509.20939 (2025)
+    - He et al., "Bag of Tricks for Image Classification with CNNs" (ResNet-D), CVPR 2019
+    """
+
+    code = "NL302"
+    name = "strided-subsampling"
+    family = "pooling"
+    valid = (
+        Example(
+            """
+            import torch.nn as nn
+
+            class Block(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 32, 3, stride=2, padding=1)
+                    self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(3, 32, 1))
+
+                def forward(self, x):
+                    return self.conv(x) + self.shortcut(x)
+
+            model = Block()
+            """
+        ),
+    )
+    invalid = (
+        Example(
+            """
+            import torch.nn as nn
+
+            class Block(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 32, 3, stride=2, padding=1)
+                    self.shortcut = nn.Conv2d(3, 32, 1, stride=2)  # noiselint-expect
+
+                def forward(self, x):
+                    return self.conv(x) + self.shortcut(x)
+
+            model = Block()
+            """
+        ),
+    )
+
+    def check(self, graph: ModelGraph):
+        for node_id, data in graph.nodes(Op.SUBSAMPLE):
+            stride = max(data["attrs"]["stride"])
+            where = "shortcut" if _feeds(graph, node_id, Op.ADD) else "conv"
+            yield self.finding(
+                graph,
+                f"1x1 stride-{stride} {where} keeps one pixel per {stride}x{stride} block, noise and all: a "
+                f"{stride}x{stride} average pool before it (ResNet-D) keeps 1/{stride * stride} of the noise variance",
+                node=node_id,
+                estimate=estimates.subsample_estimate(stride),
+            )
+
+
+_POOL_LABELS = {
+    "max": "global max pooling",
+    "avgmax": "avgmax pooling, (mean + max)/2,",
+    "catavgmax": "max pooling for half the features (catavgmax)",
+}
+
+
+class GlobalMaxPooling(Rule):
+    """
+    ## What it does
+    Flags global (adaptive) max pooling: ``nn.AdaptiveMaxPool2d``, ``x.amax((2, 3))``, ONNX
+    ``GlobalMaxPool``, and timm's ``global_pool="max"``, ``"avgmax"`` or ``"catavgmax"``.
+
+    ## Why is this bad?
+    The maximum over a whole feature map of n values picks its largest noise sample: on noise alone
+    it is biased by E[max of n normals] times sigma (2.24 sigma for a 7x7 map) and its mean-squared
+    error grows with n, while the global average is unbiased and divides the noise variance by n.
+    timm's avgmax, (mean + max)/2, halves the bias but keeps most of the error. Average pooling was
+    one of the four design patterns that the 1,174-model study of arXiv 2509.20939 found to
+    improve robustness to Gaussian noise.
+
+    ## Example
+    ```python
+    model = timm.create_model("resnet50", global_pool="max")
+    ```
+
+    ## Use instead
+    ```python
+    model = timm.create_model("resnet50", global_pool="avg")
+    ```
+
+    ## Known problems
+    The figures are for noise-only input; on real features the max follows the strongest response
+    and the error is smaller. Max pooling inside attention gates (CBAM) is flagged as well.
+
+    ## References
+    - Kim et al., "Unlocking Noise-Resistant Vision", arXiv:2509.20939 (2025)
+    """
+
+    code = "NL303"
+    name = "global-max-pooling"
+    family = "pooling"
+    valid = (
+        Example(
+            """
+            import torch.nn as nn
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+                    self.pool = nn.AdaptiveAvgPool2d(1)
+
+                def forward(self, x):
+                    return self.pool(self.conv(x))
+
+            model = Net()
+            """
+        ),
+    )
+    invalid = (
+        Example(
+            """
+            import torch.nn as nn
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+                    self.pool = nn.AdaptiveMaxPool2d(1)  # noiselint-expect
+
+                def forward(self, x):
+                    return self.pool(self.conv(x))
+
+            model = Net()
+            """
+        ),
+        Example(
+            """
+            import torch.nn as nn
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+
+                def forward(self, x):
+                    features = self.conv(x)
+                    return (features.mean((2, 3)) + features.amax((2, 3))) / 2  # noiselint-expect
+
+            model = Net()
+            """
+        ),
+    )
+
+    def check(self, graph: ModelGraph):
+        for node_id, data in graph.nodes(Op.ADAPTIVE_MAX_POOL):
+            kind = self._kind(graph, node_id, data["attrs"].get("pool_type"))
+            n = self._window(graph, node_id, data["attrs"].get("output_size"))
+            if n is None:
+                estimate = estimates.unknown_window_pool_estimate()
+            elif kind == "avgmax":
+                estimate = estimates.global_avgmax_pool_estimate(n)
+            else:
+                estimate = estimates.global_max_pool_estimate(n)
+            values = f"{n} values" if n is not None else "a feature map of unknown size"
+            yield self.finding(
+                graph,
+                f"{_POOL_LABELS[kind]} over {values}: a global average is unbiased and divides the noise "
+                f"variance by the number of values",
+                node=node_id,
+                estimate=estimate,
+            )
+
+    @staticmethod
+    def _kind(graph: ModelGraph, node_id: str, pool_type: str | None) -> str:
+        """max, avgmax or catavgmax: from timm's pool_type, or a sum or concat with a global average."""
+        if pool_type in ("avgmax", "catavgmax"):
+            return pool_type
+        for op, kind in ((Op.ADD, "avgmax"), (Op.CONCAT, "catavgmax")):
+            joined = _feeds(graph, node_id, op)
+            if joined and any(graph.node(p)["op"] == Op.ADAPTIVE_AVG_POOL for p in graph.predecessors(joined)):
+                return kind
+        return "max"
+
+    @staticmethod
+    def _window(graph: ModelGraph, node_id: str, output_size) -> int | None:
+        """Values per output cell: H*W of the input over the output cells, None when not traced."""
+        shape = graph.input_shape(node_id)
+        if shape is None or len(shape) < 3:
+            return None
+        cells = math.prod(output_size) if output_size and None not in output_size else 1
+        return max(1, math.prod(shape[2:]) // cells)

@@ -206,3 +206,21 @@ def test_shape_dependent_forward_falls_back_to_export():
     (finding,) = model.findings
     assert finding.module_path == "pool"
     assert finding.location.line == line_of(MODELS / "shape_branching.py", "nn.MaxPool2d(2)")
+
+
+@pytest.mark.parametrize(
+    ("target", "last_stem_layer"),
+    [("timm:resnet50", "maxpool"), ("timm:resnet50d", "maxpool"), ("torchvision:vgg16", "features.9"),
+     ("timm:vit_base_patch16_224", "patch_embed.proj"), (str(LIGHT / "light_resnet50.onnx"), None)],
+)
+def test_stem_ends_after_the_first_downsampling_stage(target, last_stem_layer):
+    from noiselint.engine import read_graph
+
+    (loaded,) = load(target)
+    graph = read_graph(loaded)
+    stem = [data for _, data in graph.nodes() if data["stem"]]
+    layers = [d for d in stem if d["op"] not in (Op.INPUT, Op.OTHER, Op.RESHAPE, Op.NORM, Op.ACTIVATION)]
+    if last_stem_layer is not None:
+        assert layers[-1]["module_path"] == last_stem_layer
+    else:  # ONNX: conv, then max pool
+        assert [d["op"] for d in layers] == [Op.CONV, Op.MAX_POOL]

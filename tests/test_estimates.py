@@ -448,3 +448,61 @@ def test_exposure_definition() -> None:
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="positive and finite"):
             est.combine_exposure([1.0, bad])
+
+
+# ------------------------------------------------------------------------------- rule-pack additions
+
+
+@pytest.mark.parametrize("n", [1, 4, 49])
+def test_avgmax_pool_monte_carlo(n: int) -> None:
+    values = np.random.default_rng(10).standard_normal((400_000, n))
+    pooled = (values.mean(axis=1) + values.max(axis=1)) / 2
+    _assert_close(_power(pooled), est.avgmax_pool_mse(n))
+    estimate = est.global_avgmax_pool_estimate(n)
+    assert estimate.current == pytest.approx(est.avgmax_pool_mse(n))
+    assert estimate.factor == pytest.approx(est.avg_pool_mse(n) / est.avgmax_pool_mse(n))
+
+
+def test_unknown_window_pool_estimate_says_unknown() -> None:
+    estimate = est.unknown_window_pool_estimate()
+    assert estimate.factor is None and est.advice_term(estimate) is None
+    assert "unknown" in estimate.summary()
+
+
+def test_weight_estimates_monte_carlo() -> None:
+    rng = np.random.default_rng(11)
+    weight = 0.4 * rng.standard_normal((5, 3, 3, 3))
+    noise = rng.standard_normal((3, 512, 512))
+    out = _conv2d(noise, weight)
+    stem = est.stem_weight_estimate(weight, cap=1.0)
+    worst = int(np.argmax(est.conv_channel_noise_gain(weight)))
+    _assert_close(_power(out[worst]), stem.current)
+    assert stem.factor == pytest.approx(1.0 / stem.current)
+    gamma, running_var = rng.uniform(0.5, 2.0, 5), rng.uniform(0.05, 1.0, 5)
+    bn = est.batchnorm_weight_estimate(gamma, running_var, 1e-5, cap=2.0)
+    scaled = gamma[:, None, None] * out / np.sqrt(running_var + 1e-5)[:, None, None]
+    gains = [_power(scaled[c]) / _power(out[c]) for c in range(5)]
+    _assert_close(max(gains), bn.current)
+    assert bn.factor == pytest.approx(2.0 / bn.current)
+
+
+def test_patch_weight_estimate() -> None:
+    rng = np.random.default_rng(12)
+    info = est.patch_embed_noise_share(_rank_deficient_weight(rng))  # rank 20 of 48
+    estimate = est.patch_weight_estimate(info, proposed_patch=8, embed_dim=64, in_chans=3)
+    assert estimate.current == pytest.approx(20 / 48)
+    assert estimate.proposed == pytest.approx(64 / 192)
+    assert estimate.factor == pytest.approx((64 / 192) / (20 / 48))
+
+
+def test_advice_term_is_the_inverse_variance_factor() -> None:
+    assert est.advice_term(est.stem_kernel_estimate(3, 7)) == pytest.approx(49 / 9)
+    clip = est.normalization_estimate(est.CLIP_STD)
+    assert est.advice_term(clip) == pytest.approx(clip.current**2)
+    assert est.advice_term(est.resolution_estimate(384, 224)) is None
+
+
+def test_unknown_normalization_estimate_says_unknown() -> None:
+    estimate = est.unknown_normalization_estimate()
+    assert estimate.factor is None and estimate.sigma_factor is None and est.advice_term(estimate) is None
+    assert "unknown" in estimate.summary()

@@ -40,6 +40,7 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
 
 
 def model_dict(model: ModelReport) -> dict[str, Any]:
+    verified = {"verification": model.verification.to_dict()} if model.verification is not None else {}
     return {
         "target": model.target,
         "model": model.model,
@@ -50,6 +51,7 @@ def model_dict(model: ModelReport) -> dict[str, Any]:
         "exposure": model.exposure,
         "findings": [finding_dict(f) for f in model.findings],
         "rule_errors": [asdict(e) for e in model.rule_errors],
+        **verified,  # only with --verify: see README.md, section "Verify"
     }
 
 

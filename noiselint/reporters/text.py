@@ -61,6 +61,8 @@ def render(report: Report, stream: TextIO) -> None:
                 console.print(f"      [dim]estimate: {escape(finding.estimate.summary())}[/]")
         for error in model.rule_errors:
             console.print(f"  [red]rule {error.code} crashed:[/] {escape(error.error)}")
+        if model.verification is not None:
+            model.verification.render_text(console)
         console.print()
     console.print(summary_line(report))
 

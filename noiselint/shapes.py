@@ -1,0 +1,212 @@
+"""Shape propagation for fx graphs that computes common layers' output shapes by formula.
+
+The first meta-device kernel a process runs imports ``torch._dynamo`` and sympy (2-3 s here, more
+than half of ``import torch``). Layers of an exact known type (convolutions, pooling, norms,
+activations, linear, flatten) and elementwise arithmetic get their output shape by formula as an
+empty meta tensor; any other node, or a known one whose input does not fit it (wrong channels or
+rank), runs on the meta device exactly as ``torch.fx.passes.shape_prop.ShapeProp`` would, so a real
+shape error is still raised by torch. Each node gets ``meta["tensor_meta"]`` like ShapeProp's.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx.node import map_aggregate
+from torch.fx.passes.shape_prop import _extract_tensor_metadata
+
+_SAME_SHAPE = frozenset({
+    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softsign,
+})
+_BATCH_NORMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+_CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+_POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
+_ADAPTIVE = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
+             nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3}
+_UNARY_FUNCTIONS = {
+    torch.relu, F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.leaky_relu, F.mish,
+    F.dropout, torch.sigmoid, torch.tanh, F.sigmoid, F.tanh, operator.neg,
+}
+_UNARY_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "float", "clone"}
+_BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
+           operator.truediv, operator.itruediv, torch.add, torch.mul, torch.sub}
+_BINARY_METHODS = {"add", "mul", "sub", "div", "add_", "mul_"}
+
+
+class FormulaShapeProp(torch.fx.Interpreter):
+    """``ShapeProp`` for a meta input, with formula shapes where the layer is known."""
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        result = super().run_node(n)
+        found = False
+
+        def extract(value: Any) -> Any:
+            nonlocal found
+            if isinstance(value, torch.Tensor):
+                found = True
+                return _extract_tensor_metadata(value)
+            return value
+
+        meta = map_aggregate(result, extract)
+        if found:
+            n.meta["tensor_meta"] = meta
+        n.meta["type"] = type(result)
+        return result
+
+    def propagate(self, *args: Any) -> Any:
+        return self.run(*args)
+
+    def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
+        module = self.fetch_attr(target)
+        x = args[0] if len(args) == 1 and not kwargs else None
+        shape = module_shape(module, x.shape) if _is_meta(x) else None
+        if shape is None:
+            return super().call_module(target, args, kwargs)
+        return torch.empty(shape, dtype=x.dtype, device="meta")
+
+    def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        shape, like = _function_shape(target, args, kwargs, method=False)
+        if shape is None:
+            return super().call_function(target, args, kwargs)
+        return torch.empty(shape, dtype=like.dtype, device="meta")
+
+    def call_method(self, target: str, args: tuple, kwargs: dict) -> Any:
+        shape, like = _function_shape(target, args, kwargs, method=True)
+        if shape is None:
+            return super().call_method(target, args, kwargs)
+        return torch.empty(shape, dtype=like.dtype, device="meta")
+
+
+def _is_meta(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.device.type == "meta" and type(value) is torch.Tensor
+
+
+def _tuple(value: Any, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def module_shape(module: nn.Module, shape: Sequence[int]) -> tuple[int, ...] | None:
+    """The output shape of ``module`` on an input of ``shape``, or None when no formula applies."""
+    kind, shape = type(module), tuple(shape)
+    if kind in _SAME_SHAPE:
+        return shape
+    if kind in _BATCH_NORMS:
+        fits = len(shape) in _BATCH_NORMS[kind] and shape[1] == module.num_features
+        return shape if fits else None
+    if kind is nn.GroupNorm:
+        return shape if len(shape) >= 2 and shape[1] == module.num_channels else None
+    if kind is nn.LayerNorm:
+        normalized = tuple(module.normalized_shape)
+        return shape if shape[len(shape) - len(normalized):] == normalized else None
+    if kind is nn.Linear:
+        return (*shape[:-1], module.out_features) if shape and shape[-1] == module.in_features else None
+    if kind is nn.Flatten:
+        return _flatten(shape, module.start_dim, module.end_dim)
+    if kind in _CONVS:
+        return _conv(module, shape, _CONVS[kind])
+    if kind in _POOLS:
+        return _pool(module, shape, _POOLS[kind])
+    if kind in _ADAPTIVE and not getattr(module, "return_indices", False):
+        n = _ADAPTIVE[kind]
+        if len(shape) != n + 2:
+            return None
+        size = _tuple(module.output_size, n)
+        return (*shape[:2], *(s if o is None else o for s, o in zip(shape[2:], size, strict=True)))
+    return None
+
+
+def _conv(module: nn.Module, shape: tuple[int, ...], n: int) -> tuple[int, ...] | None:
+    if len(shape) != n + 2 or shape[1] != module.in_channels:
+        return None
+    if module.padding == "same":
+        return (shape[0], module.out_channels, *shape[2:])
+    padding = (0,) * n if module.padding == "valid" else module.padding
+    out = [
+        (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+        for size, pad, dil, k, stride in zip(shape[2:], padding, module.dilation, module.kernel_size,
+                                             module.stride, strict=True)
+    ]
+    return (shape[0], module.out_channels, *out) if all(o > 0 for o in out) else None
+
+
+def _pool(module: nn.Module, shape: tuple[int, ...], n: int) -> tuple[int, ...] | None:
+    if len(shape) != n + 2 or getattr(module, "return_indices", False):
+        return None
+    kernel = _tuple(module.kernel_size, n)
+    stride = _tuple(module.stride or module.kernel_size, n)
+    padding = _tuple(module.padding, n)
+    dilation = _tuple(getattr(module, "dilation", 1), n)
+    out = []
+    for size, k, s, p, d in zip(shape[2:], kernel, stride, padding, dilation, strict=True):
+        if p > k // 2:  # torch rejects this; let it say so
+            return None
+        span = size + 2 * p - d * (k - 1) - 1
+        length = (math.ceil(span / s) if module.ceil_mode else span // s) + 1
+        if module.ceil_mode and (length - 1) * s >= size + p:
+            length -= 1
+        out.append(length)
+    return (*shape[:2], *out) if all(o > 0 for o in out) else None
+
+
+def _flatten(shape: tuple[int, ...], start: int = 0, end: int = -1) -> tuple[int, ...] | None:
+    rank = len(shape)
+    if not isinstance(start, int) or not isinstance(end, int):
+        return None
+    start, end = start % rank if rank else 0, end % rank if rank else 0
+    if not rank or start > end:
+        return None
+    return (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    out = []
+    for x, y in zip(((1,) * len(b) + a)[-max(len(a), len(b)):], ((1,) * len(a) + b)[-max(len(a), len(b)):],
+                    strict=True):
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(max(x, y) if 0 not in (x, y) else 0)
+    return tuple(out)
+
+
+def _function_shape(target: Any, args: tuple, kwargs: dict, *, method: bool) -> tuple[Any, Any]:
+    """(shape, a tensor to take the dtype from) for simple functions and methods, else (None, None)."""
+    x = args[0] if args else None
+    if target is torch.cat and len(args) == 2 and not kwargs and isinstance(x, (list, tuple)):
+        return _cat(list(x), args[1]), x[0] if x else None
+    if not _is_meta(x) or not x.dtype.is_floating_point:
+        return None, None
+    unary, binary = (_UNARY_METHODS, _BINARY_METHODS) if method else (_UNARY_FUNCTIONS, _BINARY)
+    if target in unary and len(args) == 1 and not kwargs:
+        return tuple(x.shape), x
+    if target in binary and len(args) == 2 and not kwargs:
+        other = args[1]
+        if isinstance(other, (int, float)):
+            return tuple(x.shape), x
+        if _is_meta(other) and other.dtype == x.dtype:
+            return _broadcast(tuple(x.shape), tuple(other.shape)), x
+        return None, None
+    if target == ("flatten" if method else torch.flatten) and not kwargs and len(args) <= 3:
+        return _flatten(tuple(x.shape), *args[1:]), x
+    return None, None
+
+
+def _cat(tensors: list, dim: Any) -> tuple[int, ...] | None:
+    if not tensors or not isinstance(dim, int) or not all(_is_meta(t) for t in tensors):
+        return None
+    first = tensors[0]
+    if any(t.dtype != first.dtype or t.dim() != first.dim() for t in tensors) or first.dim() == 0:
+        return None
+    dim %= first.dim()
+    rest = [tuple(t.shape[:dim]) + tuple(t.shape[dim + 1:]) for t in tensors]
+    if any(r != rest[0] for r in rest):
+        return None
+    return (*first.shape[:dim], sum(t.shape[dim] for t in tensors), *first.shape[dim + 1:])

@@ -1,0 +1,219 @@
+"""Images for verify, preprocessed the model's own way and kept as [0, 1] pixels.
+
+Sources: an image folder (class subfolders give labels, a flat folder none), or images that
+installed packages ship, so verify works offline: ``natural`` (scikit-image ``skimage.data``,
+scikit-learn's sample images, matplotlib's ``grace_hopper.jpg``; label-free) and ``digits``
+(scikit-learn's 1,797 labelled 8x8 digits in the MNIST layout: the 8x8 digit scaled to 20/28 of the
+input and centred, 0..16 scaled to [0, 1]). ``auto`` picks ``digits`` for one-channel models and
+``natural`` otherwise.
+
+Natural images and folders are resized so the shorter side is ``size / crop_pct`` (bicubic,
+antialiased), then centre-cropped to the input size, as timm's eval transform and ImageNet-C's
+Resize(256)+CenterCrop(224) do. Normalization is not applied here: noise goes on the [0, 1] pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from noiselint.graph import DEFAULT_INPUT_SIZE, Preprocessing
+from noiselint.verify.options import INSTALL_HINT, VerifyError
+
+DEFAULT_CROP_PCT = 0.875  # Resize(256) + CenterCrop(224)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+SKIMAGE_NATURAL = (
+    "astronaut", "camera", "chelsea", "coffee", "rocket", "clock", "coins", "moon", "hubble_deep_field",
+    "immunohistochemistry", "retina", "colorwheel", "page", "text", "brick", "grass", "gravel",
+)
+MNIST_BOX = 20 / 28  # MNIST digits fill a 20x20 box centred in the 28x28 frame
+
+
+@dataclass
+class ImageSet:
+    """``images``: (N, C, H, W) float32 in [0, 1] at the model's input size; ``labels``: (N,) or None."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    names: list[str]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def drop_labels(self, reason: str) -> None:
+        self.labels = None
+        self.notes.append(f"labels ignored: {reason}")
+
+
+def load_images(data: str, preprocessing: Preprocessing, limit: int, seed: int) -> ImageSet:
+    """The images of ``data`` (a folder or a built-in set name), at most ``limit`` (a seeded sample)."""
+    size = preprocessing.input_size or DEFAULT_INPUT_SIZE
+    if size[0] not in (1, 3):
+        raise VerifyError(f"verify feeds 1- or 3-channel images; the model takes {size[0]} channels")
+    crop = preprocessing.crop_pct or DEFAULT_CROP_PCT
+    if data == "auto":
+        data = "digits" if size[0] == 1 else "natural"
+    if data == "digits":
+        return _digits(size, limit, seed)
+    if data == "natural":
+        return _natural(size, crop, limit, seed)
+    return _folder(Path(data), size, crop, limit, seed)
+
+
+def _sample(count: int, limit: int, seed: int) -> np.ndarray:
+    """Indices of a seeded sample of ``limit`` out of ``count``, in order (all when it fits)."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
+
+
+def to_model_input(image: np.ndarray, size: tuple[int, int, int], crop_pct: float) -> torch.Tensor:
+    """An (H, W[, C]) uint8 or bool array -> (C, H, W) float [0, 1]: resize, centre crop, channels."""
+    array = np.asarray(image)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    x = torch.from_numpy(np.ascontiguousarray(array)).float() / (255.0 if array.dtype == np.uint8 else 1.0)
+    x = x[..., None] if x.ndim == 2 else x[..., :3]
+    x = _channels(x.permute(2, 0, 1), size[0])
+    _, height, width = size
+    h, w = x.shape[-2:]
+    scale = max(height / crop_pct / h, width / crop_pct / w)
+    new = (max(height, round(h * scale)), max(width, round(w * scale)))
+    x = F.interpolate(x[None], size=new, mode="bicubic", antialias=True, align_corners=False)[0]
+    top, left = (new[0] - height) // 2, (new[1] - width) // 2
+    return x[:, top:top + height, left:left + width].clamp(0, 1)
+
+
+def _channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    if channels == 1 and x.shape[0] == 3:
+        return (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+    if channels == 3 and x.shape[0] == 1:
+        return x.expand(3, -1, -1)
+    return x
+
+
+def _natural_sources() -> list[tuple[str, object]]:
+    """(name, zero-argument loader) for every natural image an installed package ships."""
+    sources: list[tuple[str, object]] = []
+    try:
+        import skimage.data as skdata
+
+        sources += [(name, getattr(skdata, name)) for name in SKIMAGE_NATURAL if hasattr(skdata, name)]
+    except ImportError:
+        pass
+    try:
+        from sklearn.datasets import load_sample_images
+
+        sources += [("china", lambda: load_sample_images().images[0]),
+                    ("flower", lambda: load_sample_images().images[1])]
+    except ImportError:
+        pass
+    try:
+        import matplotlib.cbook as cbook
+        from PIL import Image
+
+        path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        sources.append(("grace_hopper", lambda: np.asarray(Image.open(path).convert("RGB"))))
+    except (ImportError, OSError, ValueError):
+        pass
+    return sources
+
+
+def _natural(size, crop: float, limit: int, seed: int) -> ImageSet:
+    sources = _natural_sources()
+    images, names, failed = [], [], []
+    for index in _sample(len(sources), limit, seed):
+        name, loader = sources[index]
+        try:
+            images.append(to_model_input(loader(), size, crop))
+        except Exception:  # noqa: BLE001 - a loader that needs the network is skipped
+            failed.append(name)
+            continue
+        names.append(name)
+    if not images:
+        raise VerifyError(f"no built-in natural images could be loaded: {INSTALL_HINT}, or give --data FOLDER")
+    notes = [f"skipped images that could not be loaded offline: {', '.join(failed)}"] if failed else []
+    return ImageSet(torch.stack(images), None, names,
+                    "natural images shipped by scikit-image, scikit-learn and matplotlib (label-free)", notes)
+
+
+def _digits(size, limit: int, seed: int) -> ImageSet:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise VerifyError(f"--data digits needs scikit-learn: {INSTALL_HINT}") from None
+    digits = load_digits()
+    index = _sample(len(digits.images), limit, seed)
+    x = torch.from_numpy(digits.images[index]).float()[:, None] / 16.0
+    channels, height, width = size
+    inner = (max(1, round(height * MNIST_BOX)), max(1, round(width * MNIST_BOX)))
+    x = F.interpolate(x, size=inner, mode="bicubic", align_corners=False).clamp(0, 1)
+    top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
+    x = F.pad(x, (left, width - inner[1] - left, top, height - inner[0] - top))
+    labels = torch.from_numpy(digits.target[index]).long()
+    return ImageSet(x.expand(-1, channels, -1, -1).contiguous(), labels, [f"digit{i}" for i in index],
+                    "scikit-learn digits (8x8, 0..16) in the MNIST layout: a 20x20 box centred in 28x28, "
+                    "scaled to the input size", [])
+
+
+def _folder(root: Path, size, crop: float, limit: int, seed: int) -> ImageSet:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and _images_in(p))
+    notes = []
+    if classes:
+        files = [(path, label) for label, folder in enumerate(classes) for path in _images_in(folder)]
+        mapping, note = _class_indices([c.name for c in classes])
+        files = [(path, mapping[label]) for path, label in files]
+        if note:
+            notes.append(note)
+        loose = _images_in(root)
+        if loose:
+            notes.append(f"{len(loose)} image(s) directly in {root} ignored: the class subfolders give labels")
+    else:
+        files = [(path, None) for path in _images_in(root)]
+    if not files:
+        raise VerifyError(f"--data {root}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders")
+    from PIL import Image
+
+    images, names = [], []
+    picked = _sample(len(files), limit, seed)
+    for index in picked:
+        path = files[index][0]
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB" if size[0] == 3 else "L"))
+        except OSError as exc:
+            raise VerifyError(f"--data: cannot read {path}: {exc}") from None
+        images.append(to_model_input(array, size, crop))
+        names.append(str(path.relative_to(root)))
+    labels = torch.tensor([files[i][1] for i in picked]) if classes else None
+    kind = f"{len(classes)} class folders" if classes else "a flat folder, label-free"
+    return ImageSet(torch.stack(images), labels, names, f"{root} ({kind})", notes)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_indices(names: list[str]) -> tuple[list[int], str | None]:
+    """Class index of each folder: integer names as given, ImageNet synsets by their index, else sorted order."""
+    if all(name.isdigit() for name in names):
+        return [int(name) for name in names], None
+    if all(len(name) == 9 and name[0] == "n" and name[1:].isdigit() for name in names):
+        try:
+            from timm.data import ImageNetInfo
+
+            info = ImageNetInfo()
+            synsets = {s: i for i, s in enumerate(info.label_names())}
+            if all(name in synsets for name in names):
+                return [synsets[name] for name in names], "class folders are ImageNet synsets: ImageNet-1k indices"
+        except (ImportError, OSError):
+            pass
+    return list(range(len(names))), (
+        f"labels are the sorted class-folder order (0..{len(names) - 1}): the model's outputs must use the same order"
+    )

@@ -1,0 +1,235 @@
+"""What verify found for one model, as frozen records the reporters render (text) and serialize (JSON).
+
+``ModelReport.verification`` holds a :class:`Verification`; the text reporter calls
+:meth:`Verification.render_text` and the JSON reporter :meth:`Verification.to_dict` (the schema is
+documented in README.md, section "Verify").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+NOISE_MODEL = (
+    "Gaussian noise N(0, sigma^2) added in memory (not through a saved JPEG) to [0, 1] pixels after "
+    "resize and centre crop, before normalization, then clipped to [0, 1]"
+)
+GAIN_DEFINITION = (
+    "output noise variance / input noise variance at the node, per unit of its response to a uniform "
+    "(DC) step, so a pooling window or box filter compares with 1/n and a learned conv with the box model 1/k^2"
+)
+STABILITY_DEFINITION = (
+    "Stab_rho = E<f(x), f(y)>, y = rho x + sqrt(1 - rho^2) z in the standardized model input, f = "
+    "logits centred over classes and scaled to unit length (mean cosine; 1 = unchanged)"
+)
+WHAT_IF_CAVEAT = (
+    "what-ifs patch the trained weights without retraining: a training-free patch is not the same as "
+    "training with the change"
+)
+#: |measured / analytic - 1| up to this counts as a match.
+MATCH_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Outcomes at one sigma, averaged over images and draws (``*_std``: spread across draws)."""
+
+    sigma: float
+    accuracy: float | None
+    accuracy_std: float | None
+    agreement: float
+    agreement_std: float
+    top5_overlap: float
+    confident_agreement: float | None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One model (or what-if variant) over every sigma: curves, stability and throughput."""
+
+    clean_accuracy: float | None
+    confident_images: int
+    points: tuple[CurvePoint, ...]
+    stability: tuple[tuple[float, float], ...]
+    forwards: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.forwards / self.seconds if self.seconds > 0 else 0.0
+
+    def curve(self) -> list[float]:
+        """Accuracy when labelled, else agreement, at each sigma."""
+        return [p.accuracy if p.accuracy is not None else p.agreement for p in self.points]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clean_accuracy": self.clean_accuracy,
+            "confident_images": self.confident_images,
+            "curve": [vars(p).copy() for p in self.points],
+            "stability": [{"rho": rho, "stability": value} for rho, value in self.stability],
+            "forwards": self.forwards,
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.images_per_s, 2),
+        }
+
+
+@dataclass(frozen=True)
+class NodeGain:
+    """The noise gain of one node, analytic and measured three ways (see :data:`GAIN_DEFINITION`).
+
+    ``noise_only``: white noise alone as the node's input (the analytic figures' assumption);
+    ``real_input``: white noise added to the node's real input from clean images, scaled like the
+    noise it sees in the model; ``in_model``: the noise that image noise at ``sigma`` brings to the
+    node's input, propagated through it (not white: earlier layers correlate it).
+    """
+
+    node: str
+    module_path: str
+    op: str
+    analytic: float | None
+    formula: str
+    noise_only: float | None
+    real_input: float | None
+    in_model: float | None
+    sigma: float
+    samples: int
+
+    @property
+    def relative_error(self) -> float | None:
+        if self.analytic is None or self.noise_only is None or self.analytic == 0:
+            return None
+        return self.noise_only / self.analytic - 1.0
+
+    @property
+    def verdict(self) -> str:
+        error = self.relative_error
+        if error is None:
+            return ""
+        return "matches" if abs(error) <= MATCH_TOLERANCE else f"off by {error:+.0%}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "relative_error": self.relative_error, "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """A training-free counterfactual applied to a copy of the model, and what it changed.
+
+    ``predicted`` is the analytic factor on the node's noise figure; the ``measured_*`` factors are
+    (patched gain) / (original gain) at the same node, measured as in :class:`NodeGain`.
+    ``clean_agreement`` is the share of clean top-1 predictions the patch left unchanged.
+    """
+
+    name: str
+    change: str
+    module_path: str
+    findings: tuple[str, ...]
+    predicted: float | None
+    measured_noise_only: float | None
+    measured_real_input: float | None
+    measured_in_model: float | None
+    clean_agreement: float
+    sweep: Sweep
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in vars(self).items() if k != "sweep"}
+        return {**data, "findings": list(self.findings), **self.sweep.to_dict()}
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Everything ``--verify`` measured on one model."""
+
+    model: str
+    device: str
+    batch_size: int
+    weights: str
+    data: str
+    images: int
+    labelled: bool
+    sigmas: tuple[float, ...]
+    draws: int
+    seed: int
+    sweep: Sweep
+    gains: tuple[NodeGain, ...] = ()
+    what_ifs: tuple[WhatIf, ...] = ()
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "weights": self.weights,
+            "data": {"source": self.data, "images": self.images, "labelled": self.labelled},
+            "noise": {"model": NOISE_MODEL, "sigmas": list(self.sigmas), "draws": self.draws, "seed": self.seed},
+            "stability_definition": STABILITY_DEFINITION,
+            **self.sweep.to_dict(),
+            "gain_definition": GAIN_DEFINITION,
+            "nodes": [g.to_dict() for g in self.gains],
+            "what_if_caveat": WHAT_IF_CAVEAT,
+            "what_ifs": [w.to_dict() for w in self.what_ifs],
+            "notes": list(self.notes),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def render_text(self, console) -> None:
+        """Tables for a rich console: curves, stability, node gains, what-ifs."""
+        from rich.markup import escape
+        from rich.table import Table
+
+        sweep = self.sweep
+        console.print(f"  [bold]verify[/] on {escape(self.device)}, batch {self.batch_size}; "
+                      f"weights: {escape(self.weights)}")
+        labelled = "labelled" if self.labelled else "label-free"
+        console.print(f"    data: {self.images} images, {labelled}: {escape(self.data)}")
+        console.print(f"    noise: {NOISE_MODEL}; {self.draws} draw(s), seed {self.seed}")
+        table = Table("sigma", "accuracy", "agreement", "top-5 overlap",
+                      f"confident agreement ({sweep.confident_images} imgs)", box=None, padding=(0, 2))
+        table.add_row("clean", _pct(sweep.clean_accuracy), "100%", "100%", "100%" if sweep.confident_images else "-")
+        for p in sweep.points:
+            table.add_row(f"{p.sigma:g}", _pct(p.accuracy, p.accuracy_std), _pct(p.agreement, p.agreement_std),
+                          _pct(p.top5_overlap), _pct(p.confident_agreement))
+        console.print(table)
+        if sweep.stability:
+            values = ", ".join(f"rho {rho:g}: {value:.3f}" for rho, value in sweep.stability)
+            console.print(f"    noise stability (mean cosine of centred logits): {values}")
+        if self.gains:
+            console.print(f"    [bold]node noise gains[/] [dim]({GAIN_DEFINITION})[/]")
+            gains = Table("node", "op", "analytic", "noise only", "on its input", "in model", "", box=None,
+                          padding=(0, 2))
+            for g in self.gains:
+                gains.add_row(escape(g.module_path), escape(g.op), _num(g.analytic), _num(g.noise_only),
+                              _num(g.real_input), _num(g.in_model), g.verdict)
+            console.print(gains)
+        if self.what_ifs:
+            console.print(f"    [bold]what-if[/] [dim]({WHAT_IF_CAVEAT})[/]")
+            sigmas = [f"{'acc' if self.labelled else 'agree'} @{s:g}" for s in self.sigmas]
+            whatif = Table("patch", "node gain predicted", "measured (input)", "in model", "clean kept",
+                           *sigmas, box=None, padding=(0, 2))
+            whatif.add_row("(original)", "", "", "", "", *(_pct(v) for v in sweep.curve()))
+            for w in self.what_ifs:
+                whatif.add_row(escape(w.name), _factor(w.predicted), _factor(w.measured_real_input),
+                               _factor(w.measured_in_model), _pct(w.clean_agreement),
+                               *(_pct(v) for v in w.sweep.curve()))
+            console.print(whatif)
+        console.print(f"    [dim]{sweep.forwards} forward passes in {sweep.seconds:.1f} s "
+                      f"({sweep.images_per_s:.0f} images/s); verify took {self.seconds:.1f} s[/]")
+        for note in self.notes:
+            console.print(f"    [dim]note: {escape(note)}[/]")
+
+
+def _pct(value: float | None, spread: float | None = None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.1%}"
+    return text + f" ±{spread:.1%}" if spread else text
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _factor(value: float | None) -> str:
+    return "-" if value is None else f"x{value:.3g}"

@@ -1,0 +1,238 @@
+"""The verify run: for each linted model, materialize it, sweep the sigmas, measure node gains, try
+the what-ifs, and attach a :class:`~noiselint.verify.report.Verification` to its report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from statistics import median
+
+import torch
+
+from noiselint.findings import Basis, Finding, ModelReport, Report
+from noiselint.graph import DEFAULT_INPUT_SIZE, ModelGraph
+from noiselint.verify import gains as gain_probes
+from noiselint.verify.data import ImageSet, load_images
+from noiselint.verify.execute import OnnxExecutor, TorchExecutor, pick_device
+from noiselint.verify.metrics import SweepAccumulator
+from noiselint.verify.noise import PIXEL_STREAM, RHO_STREAM, add_pixel_noise, correlated_inputs, standard_normal
+from noiselint.verify.options import VerifyOptions
+from noiselint.verify.report import Sweep, Verification, WhatIf
+from noiselint.verify.weights import materialize
+from noiselint.verify.whatif import Patch, applied, patches
+
+Warn = Callable[[str], None]
+
+
+def verify_report(report: Report, options: VerifyOptions, warn: Warn = lambda message: None) -> Report:
+    """The report with every model that linted cleanly verified (see :mod:`noiselint.verify`)."""
+    options.validate()
+    device = pick_device(options.device)
+    if device.type == "cpu" and any(m.ok for m in report.models):
+        warn("--verify runs on the CPU (no CUDA device): expect minutes for large models; "
+             "--images and --draws trade precision for time")
+    models = tuple(verify_model(m, options, device) if m.ok else m for m in report.models)
+    report = replace(report, models=models)
+    if options.plot:
+        from noiselint.verify.plot import plot
+
+        plot([m.verification for m in models if m.verification is not None], options.plot)
+    return report
+
+
+def verify_model(model: ModelReport, options: VerifyOptions, device: torch.device) -> ModelReport:
+    """Verify one model; its findings come back with measured factors where a what-if measured them."""
+    started = time.perf_counter()
+    built = materialize(model.model, options.weights)
+    graph = _graph(model)
+    preprocessing = model.preprocessing or graph.preprocessing
+    notes = list(built.notes)
+    if preprocessing.mean is None or preprocessing.std is None:
+        notes.append("mean/std unknown: inputs are fed as [0, 1] pixels (pass --mean and --std)")
+    if preprocessing.input_size is None:
+        notes.append("input size unknown: images are fed at 3x224x224 (pass --input-size)")
+        preprocessing = replace(preprocessing, input_size=DEFAULT_INPUT_SIZE)
+    images = load_images(options.data, preprocessing, options.images, options.seed)
+    channels = images.images.shape[1]
+    if built.module is not None:
+        executor = TorchExecutor(built.module, device, preprocessing, channels, options.batch_size)
+    else:
+        executor = OnnxExecutor(built.onnx_path, device, graph, channels, options.batch_size)
+    executor.choose_precision(executor.normalize(images.images[:64].to(device)))
+    with _Progress(options.progress, model.model) as progress:
+        base = sweep(executor, images, options, options.rhos, progress)
+        findings, gains, what_ifs = model.findings, (), ()
+        if built.module is not None:
+            findings, gains, what_ifs = _measure(built.module, graph, executor, images, base, model, options,
+                                                 progress, notes)
+        else:
+            notes.append("node gains and what-ifs need a torch model (hooks); the ONNX model was only run")
+    notes += images.notes + executor.notes
+    verification = Verification(
+        model=model.model, device=executor.label, batch_size=executor.batch_size, weights=built.weights,
+        data=images.source, images=len(images), labelled=images.labels is not None, sigmas=options.sigmas,
+        draws=options.draws, seed=options.seed, sweep=base.result, gains=gains, what_ifs=what_ifs,
+        notes=tuple(notes), seconds=time.perf_counter() - started,
+    )
+    return replace(model, findings=findings, verification=verification)
+
+
+def _graph(model: ModelReport) -> ModelGraph:
+    """The lint's graph again (meta device, same node ids), for the nodes verify measures."""
+    from noiselint.engine import read_graph
+    from noiselint.graph import Preprocessing
+    from noiselint.loaders import load
+
+    loaded = load(model.model)
+    loaded = next((m for m in loaded if m.name == model.model), loaded[0])
+    return read_graph(loaded, model.preprocessing or Preprocessing())
+
+
+class SweepRun:
+    """A finished sweep: its :class:`Sweep` record and the per-image accumulator behind it."""
+
+    def __init__(self, accumulator: SweepAccumulator, result: Sweep) -> None:
+        self.accumulator, self.result = accumulator, result
+
+
+def sweep(executor, images: ImageSet, options: VerifyOptions, rhos: tuple[float, ...], progress) -> SweepRun:
+    """Clean, noisy (every sigma and draw) and rho-correlated forwards of every image, in full batches."""
+    device, count = executor.device, len(images)
+    shape = tuple(images.images.shape[1:])
+    sigmas, draws = tuple(options.sigmas), options.draws
+    per_image = 1 + len(sigmas) * draws + len(rhos) * draws
+    accumulator = SweepAccumulator(count, sigmas, rhos, draws, images.labels)
+    progress.start(count * per_image)
+    started, start, forwards = time.perf_counter(), 0, 0
+    while start < count:
+        rows = slice(start, min(count, start + max(1, executor.batch_size // per_image)))
+        indices = range(rows.start, rows.stop)
+        x = images.images[rows].to(device, non_blocking=True)
+        clean = executor.normalize(x)
+        parts = [clean]
+        for draw in range(draws):
+            z = standard_normal(shape, indices, seed=options.seed, stream=PIXEL_STREAM, draw=draw, device=device)
+            parts.append(executor.normalize(add_pixel_noise(x, z, sigmas)))
+        for draw in range(draws if rhos else 0):
+            z = standard_normal(shape, indices, seed=options.seed, stream=RHO_STREAM, draw=draw, device=device)
+            parts.append(correlated_inputs(clean, z, rhos))
+        logits = executor.run(torch.cat(parts)).split(len(indices))
+        accumulator.add_clean(rows, logits[0])
+        if images.labels is not None and start == 0 and int(images.labels.max()) >= logits[0].shape[1]:
+            images.drop_labels(f"the model has {logits[0].shape[1]} outputs, fewer than the label values")
+            accumulator.labels = None
+        for draw in range(draws):
+            for i in range(len(sigmas)):
+                accumulator.add_noisy(rows, i, draw, logits[1 + draw * len(sigmas) + i])
+        offset = 1 + draws * len(sigmas)
+        for draw in range(draws if rhos else 0):
+            for i in range(len(rhos)):
+                accumulator.add_correlated(rows, i, draw, logits[offset + draw * len(rhos) + i])
+        forwards += len(indices) * per_image
+        progress.advance(len(indices) * per_image)
+        start = rows.stop
+    return SweepRun(accumulator, accumulator.result(forwards, time.perf_counter() - started))
+
+
+def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport, options, progress, notes):
+    """Node gains through hooks, then one sweep per what-if; the findings get measured factors."""
+    device = executor.device
+    sigma = float(median(options.sigmas))
+    count = min(options.gain_images, len(images))
+    clean = images.images[:count].to(device)
+    z = standard_normal(tuple(clean.shape[1:]), range(count), seed=options.seed, stream=PIXEL_STREAM,
+                        draw=options.draws, device=device)
+    found = gain_probes.probes(graph, module)
+    gain_probes.capture(module, executor.normalize, found, clean, add_pixel_noise(clean, z, (sigma,)))
+    found = [p for p in found if p.clean is not None]
+    meter = gain_probes.GainMeter(options.seed)
+    gains = tuple(gain_probes.node_gain(p, meter, sigma) for p in found)
+    by_node = {g.node: g for g in gains}
+    chosen = patches(model.findings, found)
+    covered = {f.fingerprint for p in chosen for f in p.findings}
+    unmeasured = [f for f in model.findings if f.node and f.fingerprint not in covered
+                  and f.estimate is not None and f.estimate.factor is not None]
+    if unmeasured:
+        notes.append("no training-free what-if for: " + ", ".join(sorted({f"{f.code} at {f.module_path or f.node}"
+                                                                          for f in unmeasured})))
+    what_ifs, measured = [], {}
+    variants = [[p] for p in chosen] + ([chosen] if len(chosen) > 1 else [])
+    for variant in variants:
+        ratios = _ratios(variant, by_node, meter) if len(variant) == 1 else (None, None, None)
+        with applied(module, variant, device, executor.cuda):
+            run = sweep(executor, images, options, (), progress)
+        kept = (run.accumulator.top1 == base.accumulator.top1).float().mean().item()
+        single = variant[0] if len(variant) == 1 else None
+        what_ifs.append(WhatIf(
+            name=single.name if single else f"all {len(variant)} patches",
+            change=single.change if single else "; ".join(p.change for p in variant),
+            module_path=single.module_path if single else "",
+            findings=tuple(f"{f.code} {f.fingerprint}" for p in variant for f in p.findings),
+            predicted=single.predicted if single else None,
+            measured_noise_only=ratios[0], measured_real_input=ratios[1], measured_in_model=ratios[2],
+            clean_agreement=kept, sweep=run.result,
+        ))
+        if single and ratios[1] is not None:
+            for finding in single.findings:
+                measured[finding.fingerprint] = (ratios[1], single)
+    findings = tuple(_measured(f, *measured[f.fingerprint], len(images), images.source) if f.fingerprint in measured
+                     else f for f in model.findings)
+    return findings, gains, tuple(what_ifs)
+
+
+def _ratios(variant: list[Patch], by_node, meter) -> tuple[float | None, float | None, float | None]:
+    """(patched / original) node gain: noise only, on the real input, in the model."""
+    patch = variant[0]
+    probe, original = patch.probe, by_node[patch.probe.node]
+    replacement = patch.build(probe.module).to(probe.clean.device)
+    only, real, in_model, _ = meter.measure(replacement, probe.clean, probe.noisy)
+
+    def ratio(new, old):
+        return new / old if new is not None and old else None
+
+    return ratio(only, original.noise_only), ratio(real, original.real_input), ratio(in_model, original.in_model)
+
+
+def _measured(finding: Finding, factor: float, patch: Patch, images: int, source: str) -> Finding:
+    """The finding with its estimate's measured factor set and its basis marked measured."""
+    estimate = finding.estimate
+    if estimate is None:
+        return finding
+    how = (f"measured_factor by --verify: {patch.change}; node noise gain with white noise on the node's real "
+           f"input from {images} images ({source}); factor stays the analytic prediction")
+    return replace(finding, estimate=replace(estimate, measured_factor=factor, basis=Basis.MEASURED,
+                                             assumptions=(*estimate.assumptions, how)))
+
+
+class _Progress:
+    """A rich progress bar on stderr while a model's sweeps run (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.enabled, self.label = enabled, label
+        self.bar, self.task = None, None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("forwards"), TimeRemainingColumn(), console=Console(stderr=True),
+                                transient=True)
+            self.bar.__enter__()
+        return self
+
+    def start(self, total: int) -> None:
+        if self.bar is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(f"verify {self.label}", total=total)
+
+    def advance(self, amount: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, amount)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

@@ -1,0 +1,115 @@
+"""Materialize a linted model for verify: build it on the CPU, then load ``--weights`` if given.
+
+Linting never leaves the meta device; only verify builds real tensors. A Python model file gets
+whatever weights it loads itself; timm and torchvision targets are built with random weights
+(noiselint never downloads any), so their verification says so. ``--weights`` takes a state_dict
+saved with ``torch.save`` (read with ``weights_only=True``: no code is unpickled) or a
+``.safetensors`` file; keys must match the model exactly.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from noiselint.errors import one_line
+from noiselint.loaders import kind_of, load, split_python_target
+from noiselint.verify.options import VerifyError
+
+#: Wrapper keys under which training scripts often nest the state_dict.
+NESTED_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "model_ema", "net")
+
+
+@dataclass
+class Materialized:
+    """A runnable model: a CPU ``module`` (eval mode) or an ONNX file, and where its weights came from."""
+
+    module: Any = None
+    onnx_path: str | None = None
+    weights: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def materialize(model: str, weights: str | None) -> Materialized:
+    """Build the model the lint named ``model`` on the CPU with its real weights."""
+    kind = kind_of(model)
+    if kind == "onnx":
+        if weights is not None:
+            raise VerifyError(f"--weights: {model} is an ONNX file and carries its own weights")
+        return Materialized(onnx_path=split_python_target(model)[0], weights="the ONNX file's initializers")
+    loaded = load(model, device="cpu")
+    module = next((m.module for m in loaded if m.name == model), loaded[0].module).eval()
+    if weights is not None:
+        apply_weights(module, weights, model)
+        return Materialized(module=module, weights=f"--weights {weights}")
+    if kind in ("timm", "torchvision"):
+        note = (f"{model} is built with random weights (noiselint never downloads weights): accuracy and "
+                "agreement describe an untrained network; pass --weights CKPT")
+        return Materialized(module=module, weights="random initialization", notes=[note])
+    return Materialized(module=module, weights="as the model file builds the model")
+
+
+def read_state_dict(path: str) -> dict[str, Any]:
+    """The tensors of a state_dict file (torch.save, weights_only) or a .safetensors file."""
+    import torch
+
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several kinds for bad files
+            raise VerifyError(f"--weights {path}: not a readable safetensors file ({one_line(exc)})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise VerifyError(
+            f"--weights {path}: holds pickled objects (a whole model?), not a state_dict; save "
+            "model.state_dict() instead (noiselint loads weights with weights_only=True)"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds for corrupt files
+        raise VerifyError(f"--weights {path}: cannot be read as a torch checkpoint ({one_line(exc)})") from None
+    return _unwrap(state, path)
+
+
+def _unwrap(state: Any, path: str) -> dict[str, Any]:
+    import torch
+
+    if isinstance(state, Mapping):
+        for key in NESTED_KEYS:
+            if isinstance(state.get(key), Mapping) and _tensors_only(state[key]):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping) or not state or not _tensors_only(state):
+        raise VerifyError(f"--weights {path}: not a state_dict (a mapping of parameter names to tensors)")
+    keys = list(state)
+    if all(k.startswith("module.") for k in keys):  # saved from DataParallel / DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _tensors_only(mapping: Mapping) -> bool:
+    import torch
+
+    return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in mapping.items())
+
+
+def apply_weights(module: Any, path: str, model: str) -> None:
+    """Load the state_dict at ``path`` into ``module``; any missing, extra or misshapen key is an error."""
+    state = read_state_dict(path)
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    misshapen = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or misshapen:
+        parts = [f"{len(names)} {label} ({_first(names)})" for label, names in
+                 (("missing", missing), ("unexpected", unexpected), ("with another shape", misshapen)) if names]
+        raise VerifyError(f"--weights {path} does not match {model}: keys " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def _first(names: list[str], count: int = 3) -> str:
+    shown = ", ".join(names[:count])
+    return shown + (", ..." if len(names) > count else "")

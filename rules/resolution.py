@@ -1,0 +1,224 @@
+"""NL2xx: input resolution."""
+
+from __future__ import annotations
+
+from noiselint import estimates
+from noiselint.findings import Severity
+from noiselint.graph import ModelGraph, Op
+from noiselint.rule import Example, Rule
+
+
+def _first_layer(graph: ModelGraph) -> str | None:
+    """The first conv, patch embed or linear layer: where a model-level finding points."""
+    return next((node_id for node_id, _ in graph.nodes(*Op.CONVOLUTIONS, Op.LINEAR)), None)
+
+
+def _side(size: tuple[int, int, int]) -> int | tuple[int, int]:
+    """H for a square (C, H, W) size, else (H, W)."""
+    return size[1] if size[1] == size[2] else (size[1], size[2])
+
+
+def _text(size: tuple[int, int, int]) -> str:
+    return f"{size[1]}x{size[2]}"
+
+
+class HighInputResolution(Rule):
+    """
+    ## What it does
+    Flags a model whose input resolution is above 224 pixels (the ``max_resolution`` option), from
+    its preprocessing (a timm ``pretrained_cfg``, ``INPUT_SIZE`` in the model file, ``--input-size``)
+    or else the size it was traced at.
+
+    ## Why is this bad?
+    Smaller input resolutions were one of the four design patterns that the 1,174-model study of
+    arXiv 2509.20939 found to improve robustness to additive Gaussian noise. This is an observed
+    trend across the zoo, not a formula: the finding's gain is reported as unknown.
+
+    ## Example
+    ```python
+    model = timm.create_model("vit_base_patch16_384")  # input 3x384x384
+    ```
+
+    ## Use instead
+    ```python
+    model = timm.create_model("vit_base_patch16_224")  # input 3x224x224
+    ```
+
+    ## Known problems
+    A correlation across models, not a mechanism shown for this one: higher-resolution models also
+    differ in training recipe and size. Lower resolution usually costs clean accuracy. The trend is
+    for Gaussian noise and need not transfer to other corruptions (arXiv 2606.07593).
+
+    ## References
+    - Kim et al., "Unlocking Noise-Resistant Vision", arXiv:2509.20939 (2025)
+    """
+
+    code = "NL201"
+    name = "high-input-resolution"
+    family = "resolution"
+    options = {"max_resolution": 224}
+    valid = (
+        Example(
+            """
+            import torch.nn as nn
+
+            INPUT_SIZE = 224
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+                    self.pool = nn.AdaptiveAvgPool2d(1)
+
+                def forward(self, x):
+                    return self.pool(self.conv(x))
+
+            model = Net()
+            """
+        ),
+    )
+    invalid = (
+        Example(
+            """
+            import torch.nn as nn
+
+            INPUT_SIZE = 384
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)  # noiselint-expect
+                    self.pool = nn.AdaptiveAvgPool2d(1)
+
+                def forward(self, x):
+                    return self.pool(self.conv(x))
+
+            model = Net()
+            """
+        ),
+        Example(
+            """
+            import torch.nn as nn
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)  # noiselint-expect
+                    self.pool = nn.AdaptiveAvgPool2d(1)
+
+                def forward(self, x):
+                    return self.pool(self.conv(x))
+
+            model = Net()
+            """,
+            options={"input_size": (3, 448, 448)},
+        ),
+    )
+
+    def check(self, graph: ModelGraph):
+        size, source = graph.preprocessing.input_size, graph.preprocessing.origin
+        if size is None:
+            size, source = graph.traced_input_size, "the size it was traced at"
+        limit = self.config["max_resolution"]
+        if size is None or max(size[1:]) <= limit:
+            return
+        yield self.finding(
+            graph,
+            f"input {_text(size)} (from {source}) is above {limit}: smaller inputs were more robust to "
+            f"Gaussian noise across the paper's zoo; the gain for this model is unknown",
+            node=_first_layer(graph),
+            estimate=estimates.resolution_estimate(_side(size), limit),
+        )
+
+
+class LargerTestSize(Rule):
+    """
+    ## What it does
+    Flags a model whose preprocessing evaluates it at a larger resolution than it was trained at
+    (timm's ``test_input_size`` above ``input_size``).
+
+    ## Why is this bad?
+    Testing above the train size (the FixRes effect) often gains clean accuracy, but it feeds the
+    model a larger input, the direction that the 1,174-model study of arXiv 2509.20939 found less
+    robust to Gaussian noise. Worth knowing when a robustness number is quoted at the test size.
+
+    ## Example
+    ```python
+    pretrained_cfg = {"input_size": (3, 224, 224), "test_input_size": (3, 288, 288)}
+    ```
+
+    ## Use instead
+    ```python
+    pretrained_cfg = {"input_size": (3, 224, 224), "test_input_size": (3, 224, 224)}
+    ```
+
+    ## Known problems
+    An observed trend across models, not a formula; the gain is unknown. It need not transfer to
+    other corruptions (arXiv 2606.07593).
+
+    ## References
+    - Kim et al., "Unlocking Noise-Resistant Vision", arXiv:2509.20939 (2025)
+    - Touvron et al., "Fixing the train-test resolution discrepancy", NeurIPS 2019
+    """
+
+    code = "NL202"
+    name = "test-size-above-train-size"
+    family = "resolution"
+    severity = Severity.INFO
+    valid = (
+        Example(
+            """
+            import torch.nn as nn
+
+            class Net(nn.Module):
+                pretrained_cfg = {
+                    "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                    "input_size": (3, 224, 224), "test_input_size": (3, 224, 224),
+                }
+
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+
+                def forward(self, x):
+                    return self.conv(x)
+
+            model = Net()
+            """
+        ),
+    )
+    invalid = (
+        Example(
+            """
+            import torch.nn as nn
+
+            class Net(nn.Module):
+                pretrained_cfg = {
+                    "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                    "input_size": (3, 224, 224), "test_input_size": (3, 288, 288),
+                }
+
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)  # noiselint-expect
+
+                def forward(self, x):
+                    return self.conv(x)
+
+            model = Net()
+            """
+        ),
+    )
+
+    def check(self, graph: ModelGraph):
+        train, test = graph.preprocessing.input_size, graph.preprocessing.test_input_size
+        if train is None or test is None or max(test[1:]) <= max(train[1:]):
+            return
+        yield self.finding(
+            graph,
+            f"evaluated at {_text(test)} but trained at {_text(train)} (from {graph.preprocessing.origin}): "
+            f"larger inputs were less robust to Gaussian noise across the paper's zoo; the gain of testing "
+            f"at {_text(train)} is unknown",
+            node=_first_layer(graph),
+            estimate=estimates.resolution_estimate(_side(test), _side(train)),
+        )
