@@ -23,13 +23,14 @@ def lint(
     input_size: Sequence[int] | None = None,
     name: str | None = None,
     config: str | os.PathLike | bool = False,
+    rules_dirs: Sequence[str] = (),
 ) -> Report:
     """Lint an ``nn.Module`` instance, a target string, or a list of either.
 
     Preprocessing given here overrides what the model states; ``fail_on`` sets the severity at
     which ``Report.exit_code`` becomes 1 (default: the configuration's, else ``warning``). ``config``
     applies a ``[tool.noiselint]`` table: a file, or ``True`` for the closest pyproject.toml; the
-    arguments given here win over it.
+    arguments given here win over it. ``rules_dirs`` are extra folders of rule modules.
     """
     from noiselint import config as configuration
     from noiselint.sites import class_sites
@@ -44,7 +45,7 @@ def lint(
     if config:
         settings = configuration.resolve(None if config is True else os.fspath(config))
     options = configuration.make_options(settings, select=select, ignore=ignore, fail_on=fail_on,
-                                         preprocessing=override)
+                                         preprocessing=override, rules_dirs=rules_dirs)
     rules = make_rules(options)
     models = []
     for item in model if isinstance(model, (list, tuple)) else [model]:

@@ -14,7 +14,7 @@ import click
 from noiselint import __version__
 from noiselint.errors import NoiselintError
 
-FORMATS = ("text", "concise", "json", "sarif", "github", "markdown")
+FORMATS = ("text", "concise", "json", "jsonl", "sarif", "github", "markdown")
 
 
 class _DefaultCommandGroup(click.Group):
@@ -69,16 +69,21 @@ def _reports(ctx, param, values: tuple[str, ...]) -> list[tuple[str, str]]:
 _VERIFY_OPTIONS = (
     click.option("--verify", is_flag=True, help="After linting, run each model on noisy images and measure "
                  "accuracy/agreement per sigma, node noise gains and what-ifs (README: Verify)."),
-    click.option("--weights", type=click.Path(dir_okay=False), help="--verify: a state_dict or .safetensors file."),
+    click.option("--weights", type=click.Path(dir_okay=False),
+                 help="--verify: a state_dict or .safetensors file."),
     click.option("--data", help="--verify: an image folder (class subfolders = labels), 'natural' or 'digits' "
                  "[default: digits for 1-channel models, else natural]."),
     click.option("--sigmas", callback=_floats, help="--verify: noise std on [0,1] pixels "
                  "[default: 0.08,0.12,0.18,0.26,0.38, ImageNet-C]."),
-    click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), help="--verify: where to run [default: auto]."),
-    click.option("--images", type=click.IntRange(min=1), help="--verify: at most this many images [default: 512]."),
-    click.option("--draws", type=click.IntRange(min=1), help="--verify: noise draws per image and sigma [default: 3]."),
+    click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]),
+                 help="--verify: where to run [default: auto]."),
+    click.option("--images", type=click.IntRange(min=1),
+                 help="--verify: at most this many images [default: 512]."),
+    click.option("--draws", type=click.IntRange(min=1),
+                 help="--verify: noise draws per image and sigma [default: 3]."),
     click.option("--seed", type=int, help="--verify: noise seed; a fixed seed repeats a run [default: 0]."),
-    click.option("--plot", type=click.Path(dir_okay=False), help="--verify: draw accuracy/agreement vs sigma here (.png)."),
+    click.option("--plot", type=click.Path(dir_okay=False),
+                 help="--verify: draw accuracy/agreement vs sigma here (.png)."),
 )
 
 
@@ -134,12 +139,22 @@ def main() -> None:
               help="Hide the findings recorded in this baseline.")
 @click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record the current findings as a baseline.")
 @click.option("--hook", is_flag=True, help="pre-commit mode: skip Python files that define no model.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Worker processes for many targets [default: one per core; 1: lint in this process].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Give up on a target after SECONDS (it then runs in a worker process).")
+@click.option("--sort", type=click.Choice(["input", "exposure"]), default="input", show_default=True,
+              help="Order of the models in the report; exposure: most exposed to noise first.")
+@click.option("--cache-dir", envvar="NOISELINT_CACHE_DIR", type=click.Path(file_okay=False),
+              help="Results cache folder [default: .noiselint_cache].")
+@click.option("--no-cache", is_flag=True, envvar="NOISELINT_NO_CACHE", help="Neither read nor write cached results.")
 @_verify_options
 def check(targets, output_format, output, extra_reports, select, extend_select, ignore, fail_on, mean, std,
-          input_size, rules_dir, config_file, isolated, baseline_file, write_baseline, hook, **verify) -> None:
+          input_size, rules_dir, config_file, isolated, baseline_file, write_baseline, hook, jobs, timeout, sort,
+          cache_dir, no_cache, **verify) -> None:
     """Lint TARGETS (default: `models` in [tool.noiselint]) and report what makes them fragile to noise."""
-    from noiselint import baseline, config, reporters
-    from noiselint.engine import lint
+    from noiselint import baseline, batch, config, reporters
+    from noiselint.cache import DEFAULT_DIR, Cache
     from noiselint.graph import Preprocessing
 
     try:
@@ -153,11 +168,20 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
         outputs = [(reporters.get(run.format), output), *((reporters.get(f), p) for f, p in extra_reports)]
         known = baseline.load(run.baseline) if run.baseline and not write_baseline else None
         verify_options = _verify_settings(verify)
-        report = lint(run.targets, run.options)
+        live = None
+        if run.format == "jsonl" and verify_options is None and sort == "input":  # stream each model's line
+            from noiselint.reporters.jsonl import LiveWriter
+
+            live, outputs = LiveWriter(output, hide=known), outputs[1:]
+        report = batch.run(run.targets, run.options,
+                           batch.BatchSettings(jobs=jobs, timeout=timeout, sort=sort, progress=sys.stderr.isatty()),
+                           cache=None if no_cache else Cache(cache_dir or DEFAULT_DIR, run.options),
+                           on_report=live.model if live else None)
         if verify_options is not None:
             from noiselint.verify import verify_report
 
-            report = verify_report(report, verify_options, warn=lambda m: click.echo(f"noiselint: warning: {m}", err=True))
+            report = verify_report(report, verify_options,
+                                   warn=lambda m: click.echo(f"noiselint: warning: {m}", err=True))
         if write_baseline:
             count = baseline.write(report, write_baseline)
             click.echo(f"noiselint: recorded {count} finding(s) in {write_baseline}", err=True)
@@ -165,6 +189,8 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
             report = baseline.apply(report, known)
     except NoiselintError as exc:
         _fail(str(exc))
+    if live is not None:
+        live.finish(report)
     for render, path in outputs:
         if path is None:
             render(report, sys.stdout)
@@ -184,10 +210,10 @@ def list_rules(rules_dir) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from noiselint import registry
+    from noiselint import config, registry
 
     try:
-        classes = registry.discover(rules_dir)
+        classes = registry.discover((*config.resolve().rules_dirs, *rules_dir))
     except NoiselintError as exc:
         _fail(str(exc))
     table = Table("code", "name", "family", "severity", "what it does", box=None, pad_edge=False)
@@ -204,10 +230,10 @@ def explain(code, rules_dir) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from noiselint import registry
+    from noiselint import config, registry
 
     try:
-        cls = registry.find(code, rules_dir)
+        cls = registry.find(code, (*config.resolve().rules_dirs, *rules_dir))
     except NoiselintError as exc:
         _fail(str(exc))
     console = Console(highlight=False)

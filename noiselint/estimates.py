@@ -335,8 +335,8 @@ def global_avgmax_pool_estimate(n_values: int) -> Estimate:
         factor=proposed / current,
         basis=Basis.ANALYTIC,
         formula=(
-            f"global avgmax pool (mean + max)/2, n={n}: MSE = (E[max]^2 + Var[max] + 3/n)/4 = {current:.4f} s^2; "
-            f"average pool: 1/n = {proposed:.4f} s^2, unbiased"
+            f"global avgmax pool (mean + max)/2, n={n}: MSE = (E[max]^2 + Var[max] + 3/n)/4 = "
+            f"{current:.4f} s^2; average pool: 1/n = {proposed:.4f} s^2, unbiased"
         ),
         assumptions=("noise-only input: i.i.d. N(0, s^2) per value in the window",),
         references=(GUIDELINES_REF,),
@@ -566,14 +566,21 @@ def patch_nullspace_estimate(
     )
 
 
-def _capped_gain_estimate(quantity: str, gains: np.ndarray, cap: float, formula: str, assumption: str) -> Estimate:
-    channel = int(np.argmax(gains))
-    current = float(gains[channel])
+def _capped_gain_estimate(
+    quantity: str, gains: np.ndarray, cap: float, formula: str, assumption: str
+) -> Estimate:
+    """Mean per-channel gain now, and with every channel above ``cap`` brought down to it."""
+    current, proposed = float(np.mean(gains)), float(np.mean(np.minimum(gains, cap)))
+    worst = int(np.argmax(gains))
     return Estimate(
         quantity=quantity,
-        factor=cap / current,
+        factor=proposed / current,
         basis=Basis.ANALYTIC,
-        formula=f"{formula}; worst channel {channel}: {current:.3g} -> {cap:g}",
+        formula=(
+            f"{formula}: mean over {gains.size} channels {current:.3g} (worst, channel {worst}: "
+            f"{float(gains[worst]):.3g}) -> {proposed:.3g} with the {int(np.sum(gains > cap))} channels "
+            f"above {cap:g} capped at {cap:g}"
+        ),
         assumptions=(
             "white noise at the layer input, i.i.d. N(0, s^2) per value, in the units the layer sees",
             assumption,
@@ -581,14 +588,14 @@ def _capped_gain_estimate(quantity: str, gains: np.ndarray, cap: float, formula:
         ),
         references=(ROBUST_LAYERS_REF,),
         current=current,
-        proposed=cap,
+        proposed=proposed,
     )
 
 
 def stem_weight_estimate(weight: np.ndarray, cap: float = 1.0) -> Estimate:
-    """A real stem conv's worst per-channel white-noise gain ||W[c]||^2, brought down to ``cap``."""
+    """A real stem conv's per-channel white-noise gains ||W[c]||^2, those above ``cap`` capped at it."""
     return _capped_gain_estimate(
-        "noise variance after the stem conv (worst channel)",
+        "noise variance after the stem conv (mean over channels)",
         conv_channel_noise_gain(weight),
         cap,
         "||W[c]||^2, summed over input channels and taps (exact for a linear conv)",
@@ -596,18 +603,22 @@ def stem_weight_estimate(weight: np.ndarray, cap: float = 1.0) -> Estimate:
     )
 
 
-def batchnorm_weight_estimate(gamma: np.ndarray, running_var: np.ndarray, eps: float, cap: float = 1.0) -> Estimate:
-    """A real eval-mode BatchNorm's worst per-channel gain gamma^2/(var + eps), brought down to ``cap``."""
+def batchnorm_weight_estimate(
+    gamma: np.ndarray, running_var: np.ndarray, eps: float, cap: float = 1.0
+) -> Estimate:
+    """A real eval-mode BatchNorm's gains gamma^2/(var + eps) per channel, those above ``cap`` capped."""
     return _capped_gain_estimate(
-        "noise variance after the BatchNorm (worst channel)",
+        "noise variance after the BatchNorm (mean over channels)",
         batchnorm_gain(gamma, running_var, eps),
         cap,
-        f"gamma^2 / (running_var + {eps:g}) (exact per channel in eval mode, for any noise)",
+        f"gamma^2 / (running_var + {eps:g}), exact per channel in eval mode for any noise",
         "eval mode: the running statistics are fixed",
     )
 
 
-def patch_weight_estimate(noise: PatchEmbedNoise, proposed_patch: int, embed_dim: int, in_chans: int) -> Estimate:
+def patch_weight_estimate(
+    noise: PatchEmbedNoise, proposed_patch: int, embed_dim: int, in_chans: int
+) -> Estimate:
     """A real patch embed's passed share r/n against a full-rank embed with patch ``proposed_patch``."""
     proposed_n = in_chans * _positive_int("proposed_patch", proposed_patch) ** 2
     proposed = min(embed_dim, proposed_n) / proposed_n
@@ -616,8 +627,9 @@ def patch_weight_estimate(noise: PatchEmbedNoise, proposed_patch: int, embed_dim
         factor=proposed / noise.passed_share,
         basis=Basis.ANALYTIC,
         formula=(
-            f"rank {noise.rank} of {noise.input_dim} inputs (SVD of the real weight): {noise.passed_share:.3g} "
-            f"passes -> patch {proposed_patch}, D={embed_dim}, full rank: {proposed:.3g}"
+            f"rank {noise.rank} of {noise.input_dim} inputs (SVD of the real weight): "
+            f"{noise.passed_share:.3g} passes -> patch {proposed_patch}, D={embed_dim}, full rank: "
+            f"{proposed:.3g}"
         ),
         assumptions=(
             "white noise, i.i.d. per pixel and channel within each patch",

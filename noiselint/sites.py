@@ -94,21 +94,34 @@ def class_sites(model: object) -> dict:
 
 @functools.lru_cache(maxsize=1024)
 def _assignment_site(cls: type, attr: str) -> tuple[str, int, int] | None:
-    """Where a class of the model (or a base class) assigns ``self.<attr>``, if its source is readable."""
+    """(file, line, column) where a method of ``cls`` or a base class assigns ``self.<attr>``."""
     for klass in cls.__mro__:
         if klass.__module__.split(".")[0] in ("torch", "builtins"):
             continue
-        try:
-            lines, start = inspect.getsourcelines(klass)
-            tree = ast.parse(textwrap.dedent("".join(lines)))
-            path = inspect.getsourcefile(klass)
-        except (OSError, TypeError, SyntaxError):
-            continue
-        indent = len(lines[0]) - len(lines[0].lstrip())
-        for node in ast.walk(tree):
-            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and any(
-                    isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name)
-                    and t.value.id == "self" for t in targets):
-                return path, start + node.lineno - 1, indent + node.value.col_offset + 1
+        for function in vars(klass).values():
+            if not inspect.isfunction(function):
+                continue
+            try:
+                lines, start = inspect.getsourcelines(function)
+                tree = ast.parse(textwrap.dedent("".join(lines)))
+            except (OSError, TypeError, SyntaxError):
+                continue
+            indent = len(lines[0]) - len(lines[0].lstrip())
+            for node in ast.walk(tree):
+                if _assigns(node, attr):
+                    return function.__code__.co_filename, start + node.lineno - 1, indent + node.value.col_offset + 1
     return None
+
+
+def _assigns(node: ast.AST, attr: str) -> bool:
+    """True for ``self.<attr> = value`` (plain or annotated), a constant (``= None``) not counting."""
+    if isinstance(getattr(node, "value", None), ast.Constant):
+        return False
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets = [node.target]
+    else:
+        return False
+    return any(isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name)
+               and t.value.id == "self" for t in targets)

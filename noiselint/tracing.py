@@ -3,7 +3,7 @@
 Four levels, each tried when the one before fails, so there is never a dead end:
 
 1. ``fx``: torch.fx symbolic tracing (timm's leaf modules and autowrapped functions respected),
-   shapes from ``ShapeProp`` on a meta tensor;
+   shapes from ``ShapeProp`` on a meta tensor (by formula for common layers: ``noiselint.meta``);
 2. ``export``: ``torch.export`` (non-strict) on a meta tensor, aten ops mapped back to modules;
 3. ``hooks``: an eager meta forward recording every leaf module and torch function it runs, with
    data flow followed by tensor identity (handles Python control flow on shapes); when the forward
@@ -101,7 +101,7 @@ def _parameter_loaders(model: nn.Module, graph: nx.DiGraph) -> dict[str, Callabl
 
 def _tensors_of(module: nn.Module, names: Mapping[str, str]) -> dict:
     tensors = {key: getattr(module, attr, None) for key, attr in names.items()}
-    return {key: t.detach().float().cpu().numpy() for key, t in tensors.items() if isinstance(t, torch.Tensor)}
+    return {key: t.detach().float().cpu().numpy() for key, t in tensors.items() if t is not None}
 
 
 def _within(path: str, ancestor: str) -> bool:
@@ -148,14 +148,30 @@ class _LeafTracer(torch.fx.Tracer):
                 node.stack_trace = f'File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}'
         return node
 
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        # torch's getattr scans every named parameter on each access (quadratic: seconds on big
+        # models); look names up in a map built once per root instead, with the same result.
+        if not isinstance(attr_val, torch.Tensor):
+            return attr_val
+        if getattr(self, "_names_root", None) is not self.root:
+            self._names_root = self.root
+            self._names = {id(p): n for n, p in self.root.named_buffers()} if self.proxy_buffer_attributes else {}
+            self._names.update((id(p), n) for n, p in self.root.named_parameters())
+        name = self._names.get(id(attr_val))
+        if name is None:
+            return attr_val
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+        return parameter_proxy_cache[name]
+
 
 def _fx_graph(model, input_size, sites):
-    from torch.fx.passes.shape_prop import ShapeProp
+    from noiselint.meta import FormulaShapeProp
 
     tracer = _LeafTracer()
     fx_graph = tracer.trace(model)
     module = torch.fx.GraphModule(tracer.root, fx_graph)
-    ShapeProp(module).propagate(_meta_input(model, input_size))
+    FormulaShapeProp(module).propagate(_meta_input(model, input_size))
     modules = dict(model.named_modules())
     graph = nx.DiGraph()
     order = 0

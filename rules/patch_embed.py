@@ -25,21 +25,22 @@ def _patch_with_nullspace(patch: int, in_chans: int, embed_dim: int) -> int:
 
 
 def _patch_embeds(graph: ModelGraph):
-    """(node id, (patch, in_chans, embed_dim)) of each ViT patch embedding with a known shape."""
+    """(node id, (patch, in_chans, embed_dim)) of each ViT stem patch embedding with a known shape."""
     if graph.architecture != "vit":
         return
     for node_id, data in graph.nodes(Op.PATCH_EMBED):
         shape = _shape(data)
-        if shape is not None:
+        if data["stem"] and shape is not None:
             yield node_id, shape
 
 
 class PatchEmbeddingWithoutNullspace(Rule):
     """
     ## What it does
-    Reports a ViT patch embedding with no nullspace: its C p^2 inputs per patch do not exceed its
-    embedding width D (ViT-B/16: 3 x 16 x 16 = 768 = D), so no direction of white noise is blocked.
-    With real weights NL502 reports the measured rank instead.
+    Reports a ViT patch embedding with no nullspace, which blocks no direction of white noise.
+
+    That is when its C p^2 inputs per patch do not exceed its width D (ViT-B/16: 3 x 16 x 16 = 768
+    = D). With real weights NL502 reports the measured rank instead.
 
     ## Why is this bad?
     A p x p patch embedding is a linear map from C p^2 pixel values to D dims; when C p^2 > D it has
@@ -64,7 +65,8 @@ class PatchEmbeddingWithoutNullspace(Rule):
     (arXiv 2602.08287) describes how the rest propagates.
 
     ## References
-    - Liu et al., "Approximate Nullspace Augmented Finetuning for Robust Vision Transformers", arXiv:2403.10476
+    - Liu et al., "Approximate Nullspace Augmented Finetuning for Robust Vision Transformers",
+      arXiv:2403.10476
     - Kim et al., "Unlocking Noise-Resistant Vision", arXiv:2509.20939 (2025)
     """
 
@@ -130,9 +132,10 @@ class PatchEmbeddingWithoutNullspace(Rule):
 class PatchEmbeddingPassesNoise(Rule):
     """
     ## What it does
-    With real weights, reports a ViT patch embedding that passes at least 90 % (the
-    ``max_passed_share`` option) of white-noise energy: the rank of its weight, from an SVD, covers
-    nearly all of its C p^2 input dims.
+    With real weights, reports a ViT patch embedding that passes at least 90 % of white-noise energy.
+
+    The share is the rank of its weight (from an SVD) over its C p^2 input dims; the threshold is
+    the ``max_passed_share`` option.
 
     ## Why is this bad?
     White noise in the nullspace of the embedding weight never reaches the model (arXiv
@@ -157,7 +160,8 @@ class PatchEmbeddingPassesNoise(Rule):
     the rest.
 
     ## References
-    - Liu et al., "Approximate Nullspace Augmented Finetuning for Robust Vision Transformers", arXiv:2403.10476
+    - Liu et al., "Approximate Nullspace Augmented Finetuning for Robust Vision Transformers",
+      arXiv:2403.10476
     """
 
     code = "NL502"
@@ -170,16 +174,16 @@ class PatchEmbeddingPassesNoise(Rule):
             """
             import torch
             import torch.nn as nn
+            import torch.nn.functional as F
 
             class ViT(nn.Module):
                 def __init__(self):
                     super().__init__()
                     self.patch = nn.Conv2d(3, 16, 4, stride=4)
-                    self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
 
                 def forward(self, x):
                     tokens = self.patch(x).flatten(2).transpose(1, 2)
-                    return self.attn(tokens, tokens, tokens)[0].mean(1)
+                    return F.scaled_dot_product_attention(tokens, tokens, tokens).mean(1)
 
             torch.manual_seed(0)
             with torch.device("cpu"):  # real weights
@@ -192,16 +196,16 @@ class PatchEmbeddingPassesNoise(Rule):
             """
             import torch
             import torch.nn as nn
+            import torch.nn.functional as F
 
             class ViT(nn.Module):
                 def __init__(self):
                     super().__init__()
                     self.patch = nn.Conv2d(3, 48, 4, stride=4)  # noiselint-expect
-                    self.attn = nn.MultiheadAttention(48, 4, batch_first=True)
 
                 def forward(self, x):
                     tokens = self.patch(x).flatten(2).transpose(1, 2)
-                    return self.attn(tokens, tokens, tokens)[0].mean(1)
+                    return F.scaled_dot_product_attention(tokens, tokens, tokens).mean(1)
 
             torch.manual_seed(0)
             with torch.device("cpu"):  # real weights
@@ -220,8 +224,8 @@ class PatchEmbeddingPassesNoise(Rule):
             larger = _patch_with_nullspace(patch, chans, dim)
             yield self.finding(
                 graph,
-                f"weight rank {noise.rank} of {noise.input_dim} inputs: {noise.passed_share:.0%} of white-noise "
-                f"energy reaches the encoder (||W||_F^2 = {noise.noise_gain:.3g})",
+                f"weight rank {noise.rank} of {noise.input_dim} inputs: {noise.passed_share:.0%} of "
+                f"white-noise energy reaches the encoder (||W||_F^2 = {noise.noise_gain:.3g})",
                 node=node_id,
                 estimate=estimates.patch_weight_estimate(noise, larger, dim, chans),
             )

@@ -126,8 +126,9 @@ def _feeds(graph: ModelGraph, node_id: str, op: str) -> str | None:
 class StridedSubsampling(Rule):
     """
     ## What it does
-    Flags strided 1x1 convs: subsampling that keeps one pixel of every s x s block, as in the
-    projection shortcut of timm's default, C and S ResNets.
+    Flags strided 1x1 convs, which subsample by keeping one pixel of every s x s block.
+
+    The projection shortcuts of timm's default, C and S ResNets are such convs.
 
     ## Why is this bad?
     A 1x1 conv with stride s keeps one sample per s x s block and drops the rest, so the noise in
@@ -208,8 +209,9 @@ class StridedSubsampling(Rule):
             where = "shortcut" if _feeds(graph, node_id, Op.ADD) else "conv"
             yield self.finding(
                 graph,
-                f"1x1 stride-{stride} {where} keeps one pixel per {stride}x{stride} block, noise and all: a "
-                f"{stride}x{stride} average pool before it (ResNet-D) keeps 1/{stride * stride} of the noise variance",
+                f"1x1 stride-{stride} {where} keeps one pixel per {stride}x{stride} block, noise and all: "
+                f"a {stride}x{stride} average pool before it (ResNet-D) keeps 1/{stride * stride} of the "
+                f"noise variance",
                 node=node_id,
                 estimate=estimates.subsample_estimate(stride),
             )
@@ -225,8 +227,10 @@ _POOL_LABELS = {
 class GlobalMaxPooling(Rule):
     """
     ## What it does
-    Flags global (adaptive) max pooling: ``nn.AdaptiveMaxPool2d``, ``x.amax((2, 3))``, ONNX
-    ``GlobalMaxPool``, and timm's ``global_pool="max"``, ``"avgmax"`` or ``"catavgmax"``.
+    Flags global (adaptive) max pooling.
+
+    That is ``nn.AdaptiveMaxPool2d``, ``x.amax((2, 3))``, ONNX ``GlobalMaxPool``, and timm's
+    ``global_pool="max"``, ``"avgmax"`` or ``"catavgmax"``.
 
     ## Why is this bad?
     The maximum over a whole feature map of n values picks its largest noise sample: on noise alone
@@ -336,7 +340,7 @@ class GlobalMaxPooling(Rule):
             return pool_type
         for op, kind in ((Op.ADD, "avgmax"), (Op.CONCAT, "catavgmax")):
             joined = _feeds(graph, node_id, op)
-            if joined and any(graph.node(p)["op"] == Op.ADAPTIVE_AVG_POOL for p in graph.predecessors(joined)):
+            if joined and Op.ADAPTIVE_AVG_POOL in {graph.node(p)["op"] for p in graph.predecessors(joined)}:
                 return kind
         return "max"
 

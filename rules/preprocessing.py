@@ -30,9 +30,10 @@ def _values(std: tuple[float, ...]) -> str:
 class SmallNormalizationStd(Rule):
     """
     ## What it does
-    Reports input normalization with a std below Inception's 0.5 (the ``min_std`` option), such as
-    ImageNet's (0.229, 0.224, 0.225), with the per-channel factor 0.5/std. CLIP's statistics are
-    NL402's.
+    Reports an input normalization std below Inception's 0.5 (the ``min_std`` option).
+
+    ImageNet's std (0.229, 0.224, 0.225) is reported with its per-channel factor 0.5/std; CLIP's
+    statistics are NL402's.
 
     ## Why is this bad?
     ``(x - mean) / std`` scales pixel noise by 1/std before the network sees it: against std 0.5,
@@ -123,8 +124,9 @@ class SmallNormalizationStd(Rule):
 class ClipNormalization(Rule):
     """
     ## What it does
-    Flags OpenAI CLIP's normalization statistics, std (0.2686, 0.2613, 0.2758): a warning on a
-    vision transformer, information on other architectures.
+    Flags CLIP's normalization std on a vision transformer (information on other architectures).
+
+    OpenAI CLIP's std is (0.2686, 0.2613, 0.2758); OpenCLIP and timm's CLIP models use it too.
 
     ## Why is this bad?
     Supervised ViTs rather than CLIP ViTs was one of the four design patterns that the 1,174-model
@@ -213,7 +215,7 @@ class ClipNormalization(Rule):
 
             model = Net()
             """,
-            options={"mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711)},
+            options={"mean": (0.48145466, 0.4578275, 0.40821073), "std": estimates.CLIP_STD},
         ),
     )
 
@@ -223,10 +225,11 @@ class ClipNormalization(Rule):
             return
         index, factor = estimates.worst_channel(std)
         vit = graph.architecture == "vit"
+        model = "a ViT" if vit else f"a {graph.architecture} model"
         yield self.finding(
             graph,
-            f"CLIP normalization std ({_values(std)}) on {'a ViT' if vit else f'a {graph.architecture} model'}: "
-            f"{factor:.3g}x the pixel-space Lipschitz bound of Inception-style std 0.5 on {_channel(std, index)}",
+            f"CLIP normalization std ({_values(std)}) on {model}: {factor:.3g}x the pixel-space Lipschitz "
+            f"bound of Inception-style std 0.5 on {_channel(std, index)}",
             node=_first_layer(graph),
             estimate=estimates.normalization_estimate(std),
             severity=None if vit else Severity.INFO,
@@ -236,9 +239,10 @@ class ClipNormalization(Rule):
 class UnknownPreprocessing(Rule):
     """
     ## What it does
-    Reports a model whose input normalization (mean and std) is unknown: not in a timm
-    ``pretrained_cfg``, the model file (``MEAN``/``STD`` or a torchvision ``Normalize``), the
-    configuration, the command line, or the ONNX graph.
+    Reports a model whose input normalization std is unknown.
+
+    No timm ``pretrained_cfg``, model file (``MEAN``/``STD`` or a torchvision ``Normalize``),
+    configuration, command line or ONNX graph stated it.
 
     ## Why is this bad?
     The std sets how strongly pixel noise is amplified before the first layer (NL401, NL402); without
@@ -306,8 +310,8 @@ class UnknownPreprocessing(Rule):
             return
         yield self.finding(
             graph,
-            "input normalization unknown: the std rules (NL401, NL402) could not run; state it with MEAN/STD "
-            "in the model file or --mean/--std",
+            "input normalization std unknown, so NL401 and NL402 could not run: give --mean/--std, or "
+            "MEAN/STD in the model file",
             node=_first_layer(graph),
             estimate=estimates.unknown_normalization_estimate(),
         )

@@ -25,9 +25,10 @@ def _text(size: tuple[int, int, int]) -> str:
 class HighInputResolution(Rule):
     """
     ## What it does
-    Flags a model whose input resolution is above 224 pixels (the ``max_resolution`` option), from
-    its preprocessing (a timm ``pretrained_cfg``, ``INPUT_SIZE`` in the model file, ``--input-size``)
-    or else the size it was traced at.
+    Flags an input resolution above 224 pixels (the ``max_resolution`` option).
+
+    The size comes from the model's preprocessing (a timm ``pretrained_cfg``, ``INPUT_SIZE`` in the
+    model file, ``--input-size``), or else the size it was traced at; the finding says which.
 
     ## Why is this bad?
     Smaller input resolutions were one of the four design patterns that the 1,174-model study of
@@ -134,8 +135,7 @@ class HighInputResolution(Rule):
 class LargerTestSize(Rule):
     """
     ## What it does
-    Flags a model whose preprocessing evaluates it at a larger resolution than it was trained at
-    (timm's ``test_input_size`` above ``input_size``).
+    Reports a test-time input size above the train size (timm's ``test_input_size``).
 
     ## Why is this bad?
     Testing above the train size (the FixRes effect) often gains clean accuracy, but it feeds the

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from noiselint import estimates
 from noiselint.findings import Severity
 from noiselint.graph import ModelGraph, Op
@@ -64,9 +62,11 @@ def _layers(graph: ModelGraph, stack: list[str]) -> list[tuple[int, int]]:
 class SmallStemKernel(Rule):
     """
     ## What it does
-    Flags a CNN stem whose conv stack filters the input less than one 7x7 conv would: a single 3x3
-    stem conv, two stacked 3x3 convs, or a 4x4 patchify stem. A stack of convs counts by its
-    composed filter (its receptive field), so the three 3x3 convs of a ResNet-C/D deep stem pass.
+    Flags a CNN stem that filters the input less than one 7x7 conv (the ``min_kernel`` option) would.
+
+    A single 3x3 stem conv, two stacked 3x3 convs or a 4x4 patchify stem are flagged. A stack of
+    convs counts by its composed filter (its receptive field), so the three 3x3 convs of a
+    ResNet-C/D deep stem pass.
 
     ## Why is this bad?
     The stem is the first filter the input noise meets. Seen as a mean (low-pass) filter, the least
@@ -199,20 +199,22 @@ class SmallStemKernel(Rule):
             return
         layers = _layers(graph, stack)
         kernels, strides = [k for k, _ in layers], [s for _, s in layers]
-        gain, limit = estimates.composed_box_gain(kernels, strides), estimates.box_filter_gain(self.config["min_kernel"])
+        k = self.config["min_kernel"]
+        gain, limit = estimates.composed_box_gain(kernels, strides), estimates.box_filter_gain(k)
         if gain <= limit * (1 + 1e-9):
             return
-        k = self.config["min_kernel"]
         if len(layers) == 1:
             what = f"{kernels[0]}x{kernels[0]} stem conv"
             current = kernels[0]
         else:
             field = estimates.receptive_field(kernels, strides)
-            what = f"stem of {' > '.join(f'{k}x{k}/s{s}' for k, s in layers)} convs (receptive field {field})"
+            convs = " > ".join(f"{size}x{size}/s{stride}" for size, stride in layers)
+            what = f"stem of {convs} convs (receptive field {field})"
             current = layers
         yield self.finding(
             graph,
-            f"{what}: as a mean filter it keeps {gain:.3g} of the input noise variance, a {k}x{k} stem {limit:.3g}",
+            f"{what}: as a mean filter it keeps {gain:.3g} of the input noise variance, a {k}x{k} stem "
+            f"{limit:.3g}",
             node=stack[0],
             estimate=estimates.stem_kernel_estimate(current, k),
         )
@@ -221,8 +223,9 @@ class SmallStemKernel(Rule):
 class SmallPatchSize(Rule):
     """
     ## What it does
-    Flags a vision transformer whose patch embedding uses patches smaller than 16x16 (ViT-B/8,
-    ViT-L/14, Swin's 4x4).
+    Flags a vision transformer with patches smaller than 16x16 (the ``min_patch`` option).
+
+    ViT-B/8, ViT-L/14 and 4x4 patch embeddings are flagged; ViT-B/16 and ViT-B/32 pass.
 
     ## Why is this bad?
     For a ViT the patch size is the stem kernel: each token averages a p x p patch, and a p x p mean
@@ -300,7 +303,7 @@ class SmallPatchSize(Rule):
         target = self.config["min_patch"]
         for node_id, data in graph.nodes(Op.PATCH_EMBED):
             patch = min(data["attrs"]["kernel"])
-            if patch >= target:
+            if not data["stem"] or patch >= target:
                 continue
             yield self.finding(
                 graph,
@@ -314,8 +317,7 @@ class SmallPatchSize(Rule):
 class AliasedStemDownsampling(Rule):
     """
     ## What it does
-    Flags strided convs in the stem's conv stack with no low-pass filter (blur or average pooling)
-    before the stride.
+    Reports strided stem convs with no low-pass filter (blur or average pooling) before the stride.
 
     ## Why is this bad?
     A strided conv filters and then keeps every s-th sample: noise above the new Nyquist frequency
@@ -406,4 +408,6 @@ class AliasedStemDownsampling(Rule):
 
     @staticmethod
     def _low_passed(graph: ModelGraph, node_id: str) -> bool:
+        import networkx as nx  # lazily: rule discovery runs on warm-cache runs, which need no graph
+
         return any(graph.node(a)["op"] in (Op.BLUR, Op.AVG_POOL) for a in nx.ancestors(graph.graph, node_id))

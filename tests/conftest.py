@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 MODELS = FIXTURES / "models"
+
+# The CLI caches results by default; in tests a cached result would hide what a test changes
+# (monkeypatched tracing, plugins), so tests (and the subprocesses they start) opt in explicitly.
+os.environ["NOISELINT_NO_CACHE"] = "1"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -226,3 +226,13 @@ def test_config_and_isolated_together_and_a_missing_config_file(tmp_path, monkey
     assert result.exit_code == 2 and "x.toml: no such configuration file" in result.stderr
     with pytest.raises(UsageError, match="no such configuration file"):
         config.resolve("x.toml")
+
+
+def test_rules_and_explain_use_the_configured_rules_dirs(tmp_path, monkeypatch):
+    write_config(tmp_path, f"""
+        [tool.noiselint]
+        rules-dirs = ["{PACK_RULES.as_posix()}"]
+    """)
+    monkeypatch.chdir(tmp_path)
+    assert "XP101" in run("rules").output
+    assert run("explain", "XP101").exit_code == 0

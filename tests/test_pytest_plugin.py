@@ -62,7 +62,8 @@ def test_class_sites_point_at_the_assignment_or_the_container():
     sites = class_sites(net)
     assert (sites[net.maxpool].line, sites[net.maxpool].column) == (line_of(path, POOL), 24)
     downsample = net.layer2.downsample
-    assert sites[downsample[0]] == sites[downsample] and sites[downsample].line == line_of(path, "self.downsample = nn.")
+    assert sites[downsample[0]] == sites[downsample]
+    assert sites[downsample].line == line_of(path, "self.downsample = nn.")
     assert net not in sites
 
 

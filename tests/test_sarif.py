@@ -87,7 +87,8 @@ def test_results_at_the_source_line_relative_to_the_repo_root(sarif_run):
     assert run["tool"]["driver"]["rules"][result["ruleIndex"]]["id"] == "NL301"
     physical = result["locations"][0]["physicalLocation"]
     assert physical["artifactLocation"] == {"uri": "models/net.py", "uriBaseId": "%SRCROOT%"}
-    assert physical["region"] == {"startLine": finding["location"]["line"], "startColumn": finding["location"]["column"]}
+    location = finding["location"]
+    assert physical["region"] == {"startLine": location["line"], "startColumn": location["column"]}
     assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == root.resolve().as_uri() + "/"
     assert result["partialFingerprints"] == {"noiselint/v1": finding["fingerprint"]}
     assert result["locations"][0]["logicalLocations"][0]["fullyQualifiedName"].endswith("net.py:TinyResNet/maxpool")

@@ -33,10 +33,11 @@ def load_python_file(path: str, name: str | None, *, device: str = "meta") -> li
     """Import ``path`` and build the named model, or every root model it defines."""
     import torch
 
+    from noiselint.meta import skip_meta_init
     from noiselint.sites import recording
 
     folder = str(Path(path).resolve().parent)
-    with recording(prefer=[folder]) as sites, torch.device(device), _importable(folder):
+    with recording(prefer=[folder]) as sites, torch.device(device), skip_meta_init(), _importable(folder):
         module = _import_file(path)
         preprocessing = _file_preprocessing(module)
         if name is not None:

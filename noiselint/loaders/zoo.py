@@ -44,6 +44,7 @@ def load_timm(target: str, *, device: str = "meta") -> list[LoadedModel]:
     import timm
     import torch
 
+    from noiselint.meta import skip_meta_init
     from noiselint.sites import recording
 
     name = target[len("timm:"):]
@@ -54,7 +55,7 @@ def load_timm(target: str, *, device: str = "meta") -> list[LoadedModel]:
         raise LoadError(f"{target}: timm has no model {architecture!r}")
     models_dir = os.path.join(os.path.dirname(timm.__file__), "models")
     try:
-        with recording(prefer=[models_dir]) as sites, torch.device(device):
+        with recording(prefer=[models_dir]) as sites, torch.device(device), skip_meta_init():
             model = timm.create_model(name, pretrained=False)
     except Exception as exc:  # noqa: BLE001 - timm raises many kinds for bad configurations
         raise LoadError(f"{target}: timm could not build it: {one_line(exc)}") from None
@@ -70,6 +71,7 @@ def load_torchvision(target: str, *, device: str = "meta") -> list[LoadedModel]:
     import torch
     import torchvision.models as tvm
 
+    from noiselint.meta import skip_meta_init
     from noiselint.sites import recording
 
     name = target[len("torchvision:"):]
@@ -79,7 +81,7 @@ def load_torchvision(target: str, *, device: str = "meta") -> list[LoadedModel]:
         raise LoadError(f"{target}: torchvision has no model {name!r}") from None
     models_dir = os.path.dirname(tvm.__file__)
     try:
-        with recording(prefer=[models_dir]) as sites, torch.device(device):
+        with recording(prefer=[models_dir]) as sites, torch.device(device), skip_meta_init():
             model = builder(weights=None)
     except Exception as exc:  # noqa: BLE001
         raise LoadError(f"{target}: torchvision could not build it: {one_line(exc)}") from None

@@ -14,6 +14,7 @@ REPORTERS = {
     "text": "noiselint.reporters.text:render",
     "concise": "noiselint.reporters.text:render_concise",
     "json": "noiselint.reporters.json:render",
+    "jsonl": "noiselint.reporters.jsonl:render",
     "sarif": "noiselint.reporters.sarif:render",
     "github": "noiselint.reporters.github:render",
     "markdown": "noiselint.reporters.markdown:render",

@@ -6,6 +6,7 @@ are relative to the repository root, as GitHub expects. The last line is a plain
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TextIO
 
 from rich.text import Text
@@ -34,11 +35,11 @@ def command(name: str, message: str, **properties: str | int | None) -> str:
     return f"::{name}{' ' + props if props else ''}::{escape_data(message)}\n"
 
 
-def _path(path: str | None) -> str | None:
-    return None if path is None else relative_path(path, repo_root()) or path
+def _path(path: str | None, root: Path) -> str | None:
+    return None if path is None else relative_path(path, root) or path
 
 
-def _finding(finding: Finding, target: str) -> str:
+def _finding(finding: Finding, target: str, root: Path) -> str:
     where = f" in {finding.model}" + (f" ({finding.module_path})" if finding.module_path else "")
     message = f"{finding.code} {finding.message}{where}"
     if finding.estimate is not None:
@@ -46,7 +47,7 @@ def _finding(finding: Finding, target: str) -> str:
     location = finding.location
     return command(
         COMMANDS[finding.severity], message,
-        file=_path(location.path if location else target_file(target)),
+        file=_path(location.path if location else target_file(target), root),
         line=location.line if location else None,
         col=location.column if location else None,
         title=f"noiselint {finding.code} ({finding.rule})",
@@ -54,12 +55,13 @@ def _finding(finding: Finding, target: str) -> str:
 
 
 def render(report: Report, stream: TextIO) -> None:
+    root = repo_root()
     for model in report.models:
         if model.load_error:
-            stream.write(command("error", model.load_error, file=_path(target_file(model.target)),
+            stream.write(command("error", model.load_error, file=_path(target_file(model.target), root),
                                  title=f"noiselint could not lint {model.model}"))
         for finding in model.findings:
-            stream.write(_finding(finding, model.target))
+            stream.write(_finding(finding, model.target, root))
         for error in model.rule_errors:
             stream.write(command("error", f"rule {error.code} crashed on {error.model}: {error.error}",
                                  title=f"noiselint rule {error.code} crashed"))

@@ -7,6 +7,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from noiselint.findings import Finding, ModelReport, Report, Severity
 
@@ -64,7 +65,25 @@ def render(report: Report, stream: TextIO) -> None:
         if model.verification is not None:
             model.verification.render_text(console)
         console.print()
+    if len(report.models) > 1:
+        console.print(summary_table(report))
+        console.print()
     console.print(summary_line(report))
+
+
+def summary_table(report: Report) -> Table:
+    """One row per model: how it was read, its findings by severity, its noise exposure."""
+    table = Table("model", "graph", "shapes", "errors", "warnings", "info", "exposure", box=None, pad_edge=False)
+    for model in report.models:
+        counts = Counter(f.severity for f in model.findings)
+        graph = model.graph
+        table.add_row(
+            escape(model.model), graph.trace_level if graph else "[red]failed[/]",
+            f"{graph.coverage:.0%}" if graph else "",
+            *(str(counts[s]) for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)),
+            f"{model.exposure:.3g}" if model.exposure is not None else "",
+        )
+    return table
 
 
 def render_concise(report: Report, stream: TextIO) -> None:

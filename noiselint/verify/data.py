@@ -14,6 +14,7 @@ Resize(256)+CenterCrop(224) do. Normalization is not applied here: noise goes on
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,23 @@ from noiselint.verify.options import INSTALL_HINT, VerifyError
 DEFAULT_CROP_PCT = 0.875  # Resize(256) + CenterCrop(224)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 SKIMAGE_NATURAL = (
-    "astronaut", "camera", "chelsea", "coffee", "rocket", "clock", "coins", "moon", "hubble_deep_field",
-    "immunohistochemistry", "retina", "colorwheel", "page", "text", "brick", "grass", "gravel",
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "clock",
+    "coins",
+    "moon",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "colorwheel",
+    "page",
+    "text",
+    "brick",
+    "grass",
+    "gravel",
 )
 MNIST_BOX = 20 / 28  # MNIST digits fill a 20x20 box centred in the 28x28 frame
 
@@ -78,7 +94,7 @@ def to_model_input(image: np.ndarray, size: tuple[int, int, int], crop_pct: floa
     array = np.asarray(image)
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
-    x = torch.from_numpy(np.ascontiguousarray(array)).float() / (255.0 if array.dtype == np.uint8 else 1.0)
+    x = torch.from_numpy(np.array(array, dtype=np.float32)) / (255.0 if array.dtype == np.uint8 else 1.0)
     x = x[..., None] if x.ndim == 2 else x[..., :3]
     x = _channels(x.permute(2, 0, 1), size[0])
     _, height, width = size
@@ -87,7 +103,7 @@ def to_model_input(image: np.ndarray, size: tuple[int, int, int], crop_pct: floa
     new = (max(height, round(h * scale)), max(width, round(w * scale)))
     x = F.interpolate(x[None], size=new, mode="bicubic", antialias=True, align_corners=False)[0]
     top, left = (new[0] - height) // 2, (new[1] - width) // 2
-    return x[:, top:top + height, left:left + width].clamp(0, 1)
+    return x[:, top : top + height, left : left + width].clamp(0, 1)
 
 
 def _channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -99,7 +115,10 @@ def _channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def _natural_sources() -> list[tuple[str, object]]:
-    """(name, zero-argument loader) for every natural image an installed package ships."""
+    """(name, zero-argument loader) for every natural image an installed package ships.
+
+    scikit-learn's and matplotlib's images are read as files, which spares importing those packages.
+    """
     sources: list[tuple[str, object]] = []
     try:
         import skimage.data as skdata
@@ -107,22 +126,25 @@ def _natural_sources() -> list[tuple[str, object]]:
         sources += [(name, getattr(skdata, name)) for name in SKIMAGE_NATURAL if hasattr(skdata, name)]
     except ImportError:
         pass
-    try:
-        from sklearn.datasets import load_sample_images
-
-        sources += [("china", lambda: load_sample_images().images[0]),
-                    ("flower", lambda: load_sample_images().images[1])]
-    except ImportError:
-        pass
-    try:
-        import matplotlib.cbook as cbook
-        from PIL import Image
-
-        path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-        sources.append(("grace_hopper", lambda: np.asarray(Image.open(path).convert("RGB"))))
-    except (ImportError, OSError, ValueError):
-        pass
+    for package, folder, names in (
+        ("sklearn", ("datasets", "images"), ("china.jpg", "flower.jpg")),
+        ("matplotlib", ("mpl-data", "sample_data"), ("grace_hopper.jpg",)),
+    ):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for name in names:
+            path = Path(spec.submodule_search_locations[0], *folder, name)
+            if path.is_file():
+                sources.append((path.stem, lambda path=path: _read(path, 3)))
     return sources
+
+
+def _read(path: Path, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB" if channels == 3 else "L"))
 
 
 def _natural(size, crop: float, limit: int, seed: int) -> ImageSet:
@@ -137,10 +159,17 @@ def _natural(size, crop: float, limit: int, seed: int) -> ImageSet:
             continue
         names.append(name)
     if not images:
-        raise VerifyError(f"no built-in natural images could be loaded: {INSTALL_HINT}, or give --data FOLDER")
+        raise VerifyError(
+            f"no built-in natural images could be loaded: {INSTALL_HINT}, or give --data FOLDER"
+        )
     notes = [f"skipped images that could not be loaded offline: {', '.join(failed)}"] if failed else []
-    return ImageSet(torch.stack(images), None, names,
-                    "natural images shipped by scikit-image, scikit-learn and matplotlib (label-free)", notes)
+    return ImageSet(
+        torch.stack(images),
+        None,
+        names,
+        "natural images shipped by scikit-image, scikit-learn and matplotlib (label-free)",
+        notes,
+    )
 
 
 def _digits(size, limit: int, seed: int) -> ImageSet:
@@ -157,9 +186,14 @@ def _digits(size, limit: int, seed: int) -> ImageSet:
     top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
     x = F.pad(x, (left, width - inner[1] - left, top, height - inner[0] - top))
     labels = torch.from_numpy(digits.target[index]).long()
-    return ImageSet(x.expand(-1, channels, -1, -1).contiguous(), labels, [f"digit{i}" for i in index],
-                    "scikit-learn digits (8x8, 0..16) in the MNIST layout: a 20x20 box centred in 28x28, "
-                    "scaled to the input size", [])
+    return ImageSet(
+        x.expand(-1, channels, -1, -1).contiguous(),
+        labels,
+        [f"digit{i}" for i in index],
+        "scikit-learn digits (8x8, 0..16) in the MNIST layout: a 20x20 box centred in 28x28, "
+        "scaled to the input size",
+        [],
+    )
 
 
 def _folder(root: Path, size, crop: float, limit: int, seed: int) -> ImageSet:
@@ -173,20 +207,19 @@ def _folder(root: Path, size, crop: float, limit: int, seed: int) -> ImageSet:
             notes.append(note)
         loose = _images_in(root)
         if loose:
-            notes.append(f"{len(loose)} image(s) directly in {root} ignored: the class subfolders give labels")
+            notes.append(
+                f"{len(loose)} image(s) directly in {root} ignored: the class subfolders give labels"
+            )
     else:
         files = [(path, None) for path in _images_in(root)]
     if not files:
         raise VerifyError(f"--data {root}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders")
-    from PIL import Image
-
     images, names = [], []
     picked = _sample(len(files), limit, seed)
     for index in picked:
         path = files[index][0]
         try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB" if size[0] == 3 else "L"))
+            array = _read(path, size[0])
         except OSError as exc:
             raise VerifyError(f"--data: cannot read {path}: {exc}") from None
         images.append(to_model_input(array, size, crop))
@@ -201,7 +234,7 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _class_indices(names: list[str]) -> tuple[list[int], str | None]:
-    """Class index of each folder: integer names as given, ImageNet synsets by their index, else sorted order."""
+    """Class index of each folder: integer names as given, ImageNet synsets by index, else sorted order."""
     if all(name.isdigit() for name in names):
         return [int(name) for name in names], None
     if all(len(name) == 9 and name[0] == "n" and name[1:].isdigit() for name in names):
@@ -211,9 +244,12 @@ def _class_indices(names: list[str]) -> tuple[list[int], str | None]:
             info = ImageNetInfo()
             synsets = {s: i for i, s in enumerate(info.label_names())}
             if all(name in synsets for name in names):
-                return [synsets[name] for name in names], "class folders are ImageNet synsets: ImageNet-1k indices"
+                return [
+                    synsets[name] for name in names
+                ], "class folders are ImageNet synsets: ImageNet-1k indices"
         except (ImportError, OSError):
             pass
     return list(range(len(names))), (
-        f"labels are the sorted class-folder order (0..{len(names) - 1}): the model's outputs must use the same order"
+        f"labels are the sorted class-folder order (0..{len(names) - 1}): "
+        "the model's outputs must use the same order"
     )

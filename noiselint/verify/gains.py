@@ -21,8 +21,9 @@ from noiselint.graph import ModelGraph, Op
 from noiselint.verify.noise import GAIN_STREAM, seed_for
 from noiselint.verify.report import NodeGain
 
-#: Output samples each white-noise measurement averages over, at least (relative error ~1 %).
-MIN_SAMPLES = 20_000
+#: Output samples each white-noise measurement averages over, at least: neighbouring outputs of a
+#: k x k filter are correlated, so this keeps the error of a 5x5 box near 1 %.
+MIN_SAMPLES = 200_000
 MAX_REPEATS = 64
 SPATIAL_OPS = frozenset({*Op.CONVOLUTIONS, *Op.POOLING, Op.BLUR})
 POOL_OPS = frozenset({*Op.POOLING, Op.BLUR})
@@ -58,7 +59,9 @@ def probes(graph: ModelGraph, model: nn.Module) -> list[Probe]:
     return found
 
 
-def capture(model: nn.Module, normalize, found: list[Probe], clean: torch.Tensor, noisy: torch.Tensor) -> None:
+def capture(
+    model: nn.Module, normalize, found: list[Probe], clean: torch.Tensor, noisy: torch.Tensor
+) -> None:
     """Fill each probe's ``clean`` and ``noisy`` input from two forwards of ``model`` (fp32)."""
     slot = {"name": "clean"}
 
@@ -66,6 +69,7 @@ def capture(model: nn.Module, normalize, found: list[Probe], clean: torch.Tensor
         def record(module, inputs):
             if getattr(probe, slot["name"]) is None and inputs and isinstance(inputs[0], torch.Tensor):
                 setattr(probe, slot["name"], inputs[0].detach().float().clone())
+
         return record
 
     handles = [p.module.register_forward_pre_hook(hook(p)) for p in found]
@@ -85,8 +89,9 @@ class GainMeter:
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def measure(self, module: nn.Module, clean: torch.Tensor, noisy: torch.Tensor
-                ) -> tuple[float | None, float | None, float | None, int]:
+    def measure(
+        self, module: nn.Module, clean: torch.Tensor, noisy: torch.Tensor
+    ) -> tuple[float | None, float | None, float | None, int]:
         """(noise only, real input, in model, output samples per white-noise measurement)."""
         with torch.inference_mode():
             base_zero = module(torch.zeros_like(clean))
@@ -99,13 +104,17 @@ class GainMeter:
             base_clean = module(clean)
             only = real = 0.0
             for repeat in range(repeats):
-                generator = torch.Generator(device=clean.device).manual_seed(seed_for(self.seed, GAIN_STREAM, repeat))
+                generator = torch.Generator(device=clean.device).manual_seed(
+                    seed_for(self.seed, GAIN_STREAM, repeat)
+                )
                 z = torch.randn(clean.shape, generator=generator, device=clean.device)
                 only += self._mean_sq(module, module(z) - base_zero) / z.pow(2).mean().item()
                 z = z * level
                 real += self._mean_sq(module, module(clean + z) - base_clean) / z.pow(2).mean().item()
             delta_in = (noisy - clean).pow(2).mean().item()
-            in_model = self._mean_sq(module, module(noisy) - base_clean) / delta_in / dc if delta_in > 0 else None
+            in_model = (
+                self._mean_sq(module, module(noisy) - base_clean) / delta_in / dc if delta_in > 0 else None
+            )
         return only / repeats / dc, real / repeats / dc, in_model, repeats * per_repeat
 
     def _mean_sq(self, module: nn.Module, delta: torch.Tensor) -> float:
@@ -122,7 +131,7 @@ class GainMeter:
         h, w = output.shape[-2:]
         if h <= 2 * mh or w <= 2 * mw:
             return output
-        return output[..., mh:h - mh, mw:w - mw]
+        return output[..., mh : h - mh, mw : w - mw]
 
 
 def window_of(module: nn.Module) -> tuple[tuple[int, int], tuple[int, int]] | None:
@@ -152,8 +161,10 @@ def _pair(value) -> tuple[int, int]:
     return value if len(value) == 2 else (value[0], value[0])
 
 
-def analytic_gain(data: dict, module: nn.Module, input_shape: tuple[int, ...]) -> tuple[float | None, str, str]:
-    """(analytic gain, formula, op label) for a node; noise-only assumptions as in :mod:`noiselint.estimates`."""
+def analytic_gain(
+    data: dict, module: nn.Module, input_shape: tuple[int, ...]
+) -> tuple[float | None, str, str]:
+    """(analytic gain, formula, op label) of a node, under the noise-only assumptions of the estimates."""
     op, attrs = data["op"], data["attrs"]
     if op in (Op.AVG_POOL, Op.MAX_POOL):
         kh, kw = _pair(attrs.get("window") or attrs.get("kernel"))
@@ -163,7 +174,12 @@ def analytic_gain(data: dict, module: nn.Module, input_shape: tuple[int, ...]) -
     if op in (Op.ADAPTIVE_AVG_POOL, Op.ADAPTIVE_MAX_POOL):
         out = _pair(attrs.get("output_size") or (1, 1))
         h, w = input_shape[-2:]
-        label = f"adaptive {'max' if op == Op.ADAPTIVE_MAX_POOL else 'avg'} pool {h}x{w}->{out[0]}x{out[1]}"
+        kind = "max" if op == Op.ADAPTIVE_MAX_POOL else "avg"
+        label = (
+            f"global {kind} pool {h}x{w}"
+            if out == (1, 1)
+            else f"adaptive {kind} pool {h}x{w}->{out[0]}x{out[1]}"
+        )
         if h % out[0] or w % out[1]:
             return None, "uneven windows", label
         return _pool_figure(op == Op.ADAPTIVE_MAX_POOL, (h // out[0]) * (w // out[1])) + (label,)
@@ -177,8 +193,7 @@ def analytic_gain(data: dict, module: nn.Module, input_shape: tuple[int, ...]) -
         return gain, "sum(h^2) of the normalized filter", label
     kh, kw = _pair(attrs.get("kernel") or (1, 1))
     stride = _pair(attrs.get("stride") or (1, 1))
-    stem = " (stem)" if data["stem"] else ""
-    return 1.0 / (kh * kw), f"box model 1/{kh * kw}", f"conv {kh}x{kw}/{stride[0]}{stem}"
+    return 1.0 / (kh * kw), f"box model 1/{kh * kw}", f"conv {kh}x{kw}/{stride[0]}"
 
 
 def _pool_figure(is_max: bool, n: int) -> tuple[float, str]:
@@ -191,6 +206,15 @@ def node_gain(probe: Probe, meter: GainMeter, sigma: float) -> NodeGain:
     """The :class:`NodeGain` of one captured probe."""
     analytic, formula, label = analytic_gain(probe.data, probe.module, tuple(probe.clean.shape))
     only, real, in_model, samples = meter.measure(probe.module, probe.clean, probe.noisy)
-    return NodeGain(node=probe.node, module_path=probe.data["module_path"], op=label, analytic=analytic,
-                    formula=formula, noise_only=only, real_input=real, in_model=in_model, sigma=sigma,
-                    samples=samples)
+    return NodeGain(
+        node=probe.node,
+        module_path=probe.data["module_path"],
+        op=label,
+        analytic=analytic,
+        formula=formula,
+        noise_only=only,
+        real_input=real,
+        in_model=in_model,
+        sigma=sigma,
+        samples=samples,
+    )

@@ -80,11 +80,17 @@ class SweepAccumulator:
             accuracy = _mean_std(self.correct[i]) if self.labels is not None else (None, None)
             agreement = _mean_std(self.agree[i])
             confident_agreement = _mean_std(self.agree[i][:, confident])[0] if confident.any() else None
-            points.append(CurvePoint(
-                sigma=sigma, accuracy=accuracy[0], accuracy_std=accuracy[1], agreement=agreement[0],
-                agreement_std=agreement[1], top5_overlap=_mean_std(self.overlap[i])[0],
-                confident_agreement=confident_agreement,
-            ))
+            points.append(
+                CurvePoint(
+                    sigma=sigma,
+                    accuracy=accuracy[0],
+                    accuracy_std=accuracy[1],
+                    agreement=agreement[0],
+                    agreement_std=agreement[1],
+                    top5_overlap=_mean_std(self.overlap[i])[0],
+                    confident_agreement=confident_agreement,
+                )
+            )
         stability = tuple((rho, _mean_std(self.cosine[i])[0]) for i, rho in enumerate(self.rhos))
         return Sweep(
             clean_accuracy=self.clean_accuracy(),

@@ -8,18 +8,25 @@ different numbers for the same seed. Noise is added in memory, never through a s
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 PIXEL_STREAM, RHO_STREAM, GAIN_STREAM = 0, 1, 2
+_MASK = (1 << 64) - 1
 
 
 def seed_for(*key: int) -> int:
-    return int(np.random.SeedSequence([abs(int(k)) for k in key]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    """A 63-bit seed from integers (splitmix64 steps: cheap enough to call once per image)."""
+    state = 0x9E3779B97F4A7C15
+    for value in key:
+        state = (state ^ (int(value) & _MASK)) * 0xBF58476D1CE4E5B9 & _MASK
+        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & _MASK
+        state ^= state >> 29
+    return state >> 1
 
 
-def standard_normal(shape: tuple[int, ...], indices: range, *, seed: int, stream: int, draw: int,
-                    device: torch.device) -> torch.Tensor:
+def standard_normal(
+    shape: tuple[int, ...], indices: range, *, seed: int, stream: int, draw: int, device: torch.device
+) -> torch.Tensor:
     """(len(indices), *shape) N(0, 1) samples, row i from the generator of image ``indices[i]``."""
     generator = torch.Generator(device=device)
     out = torch.empty((len(indices), *shape), device=device)
@@ -29,20 +36,36 @@ def standard_normal(shape: tuple[int, ...], indices: range, *, seed: int, stream
     return out
 
 
-def add_pixel_noise(x: torch.Tensor, z: torch.Tensor, sigmas: tuple[float, ...]) -> torch.Tensor:
+def add_pixel_noise(
+    x: torch.Tensor, z: torch.Tensor, sigmas: tuple[float, ...], out: torch.Tensor | None = None
+) -> torch.Tensor:
     """clip(x + sigma z, 0, 1) for every sigma, stacked sigma-major: (len(sigmas) * N, C, H, W)."""
-    return torch.cat([(x + sigma * z).clamp_(0.0, 1.0) for sigma in sigmas])
+    out = torch.empty((len(sigmas) * len(x), *x.shape[1:]), device=x.device) if out is None else out
+    blocks = out.view(len(sigmas), *x.shape)
+    torch.addcmul(x.unsqueeze(0), _column(sigmas, x), z.unsqueeze(0), out=blocks).clamp_(0.0, 1.0)
+    return out
 
 
-def correlated_inputs(u: torch.Tensor, z: torch.Tensor, rhos: tuple[float, ...]) -> torch.Tensor:
-    """rho-correlated copies of normalized model inputs ``u``, stacked rho-major.
+def correlated_inputs(
+    u: torch.Tensor, z: torch.Tensor, rhos: tuple[float, ...], out: torch.Tensor
+) -> torch.Tensor:
+    """rho-correlated copies of normalized model inputs ``u``, stacked rho-major into ``out``.
 
-    Each input is standardized per image (zero mean, unit variance: the N(0, I) scale of the
+    Each input is standardized per image (zero mean m, unit variance s: the N(0, I) scale of the
     noise-stability definition), mixed as y = rho x + sqrt(1 - rho^2) z, then mapped back to the
-    input's own mean and scale. No clipping: this lives in the model's input space, not in pixels.
+    input's own m and s: rho u + (1 - rho) m + sqrt(1 - rho^2) s z. No clipping: this lives in the
+    model's input space, not in pixels.
     """
     dims = tuple(range(1, u.dim()))
-    mean = u.mean(dim=dims, keepdim=True)
-    scale = u.std(dim=dims, keepdim=True).clamp_min(1e-6)
-    x = (u - mean) / scale
-    return torch.cat([(rho * x + (1.0 - rho * rho) ** 0.5 * z) * scale + mean for rho in rhos])
+    mean = u.mean(dim=dims, keepdim=True).unsqueeze(0)
+    scale = u.std(dim=dims, keepdim=True).clamp_min(1e-6).unsqueeze(0)
+    rho = _column(rhos, u)
+    blocks = out.view(len(rhos), *u.shape)
+    torch.mul(u.unsqueeze(0), rho, out=blocks)
+    blocks.add_((1.0 - rho) * mean).addcmul_((1.0 - rho * rho).sqrt() * scale, z.unsqueeze(0))
+    return out
+
+
+def _column(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    """``values`` shaped (len, 1, 1, ...) to broadcast against a stack of ``like``."""
+    return torch.tensor(values, device=like.device, dtype=like.dtype).view(-1, *([1] * like.dim()))

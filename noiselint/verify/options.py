@@ -46,7 +46,9 @@ class VerifyOptions:
     def validate(self) -> None:
         """Raise :class:`VerifyError` on the first bad option."""
         if not self.sigmas or any(not 0 < s <= 1 for s in self.sigmas):
-            raise VerifyError(f"--sigmas must be numbers in (0, 1] (noise std on [0, 1] pixels), got {self.sigmas}")
+            raise VerifyError(
+                f"--sigmas must be numbers in (0, 1] (noise std on [0, 1] pixels), got {self.sigmas}"
+            )
         if any(not 0 < r < 1 for r in self.rhos):
             raise VerifyError(f"rho values must lie in (0, 1), got {self.rhos}")
         if self.images < 1 or self.draws < 1 or (self.batch_size is not None and self.batch_size < 1):
@@ -59,7 +61,8 @@ class VerifyOptions:
             require("safetensors", "--weights with a .safetensors file")
         if self.data not in BUILTIN_DATA and not Path(self.data).is_dir():
             raise VerifyError(
-                f"--data {self.data}: not a folder (give an image folder, or one of {', '.join(BUILTIN_DATA)})"
+                f"--data {self.data}: not a folder (give an image folder, or one of "
+                f"{', '.join(BUILTIN_DATA)})"
             )
         if self.plot is not None:
             if Path(self.plot).suffix.lower() not in (".png", ".svg", ".pdf"):

@@ -22,8 +22,13 @@ def plot(verifications: list[Verification], path: str) -> None:
         lines = [("original", verification.sweep)] + [(w.name, w.sweep) for w in verification.what_ifs]
         for label, sweep in lines:
             start = sweep.clean_accuracy if verification.labelled else 1.0
-            axes.plot(sigmas, [start, *sweep.curve()], marker="o", label=label,
-                      linestyle="-" if label == "original" else "--")
+            axes.plot(
+                sigmas,
+                [start, *sweep.curve()],
+                marker="o",
+                label=label,
+                linestyle="-" if label == "original" else "--",
+            )
         axes.set_title(verification.model, fontsize=9)
         axes.set_xlabel("Gaussian noise sigma on [0, 1] pixels")
         axes.set_ylabel(metric)

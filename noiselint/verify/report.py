@@ -16,7 +16,8 @@ NOISE_MODEL = (
 )
 GAIN_DEFINITION = (
     "output noise variance / input noise variance at the node, per unit of its response to a uniform "
-    "(DC) step, so a pooling window or box filter compares with 1/n and a learned conv with the box model 1/k^2"
+    "(DC) step, so a pooling window or box filter compares with 1/n and a learned conv with the box "
+    "model 1/k^2"
 )
 STABILITY_DEFINITION = (
     "Stab_rho = E<f(x), f(y)>, y = rho x + sqrt(1 - rho^2) z in the standardized model input, f = "
@@ -118,7 +119,8 @@ class WhatIf:
 
     ``predicted`` is the analytic factor on the node's noise figure; the ``measured_*`` factors are
     (patched gain) / (original gain) at the same node, measured as in :class:`NodeGain`.
-    ``clean_agreement`` is the share of clean top-1 predictions the patch left unchanged.
+    ``clean_agreement`` is the share of clean top-1 predictions the patch left unchanged;
+    ``low_pass`` the gain of the averaging filter the patch adds, alone on the node's input.
     """
 
     name: str
@@ -130,11 +132,13 @@ class WhatIf:
     measured_real_input: float | None
     measured_in_model: float | None
     clean_agreement: float
+    low_pass: NodeGain | None
     sweep: Sweep
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in vars(self).items() if k != "sweep"}
-        return {**data, "findings": list(self.findings), **self.sweep.to_dict()}
+        data = {k: v for k, v in vars(self).items() if k not in ("sweep", "low_pass")}
+        low_pass = self.low_pass.to_dict() if self.low_pass is not None else None
+        return {**data, "findings": list(self.findings), "low_pass": low_pass, **self.sweep.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,12 @@ class Verification:
             "batch_size": self.batch_size,
             "weights": self.weights,
             "data": {"source": self.data, "images": self.images, "labelled": self.labelled},
-            "noise": {"model": NOISE_MODEL, "sigmas": list(self.sigmas), "draws": self.draws, "seed": self.seed},
+            "noise": {
+                "model": NOISE_MODEL,
+                "sigmas": list(self.sigmas),
+                "draws": self.draws,
+                "seed": self.seed,
+            },
             "stability_definition": STABILITY_DEFINITION,
             **self.sweep.to_dict(),
             "gain_definition": GAIN_DEFINITION,
@@ -175,49 +184,123 @@ class Verification:
         }
 
     def render_text(self, console) -> None:
-        """Tables for a rich console: curves, stability, node gains, what-ifs."""
+        """Tables for a rich console (fit 80 columns): curves, stability, node gains, what-ifs."""
         from rich.markup import escape
         from rich.table import Table
 
         sweep = self.sweep
-        console.print(f"  [bold]verify[/] on {escape(self.device)}, batch {self.batch_size}; "
-                      f"weights: {escape(self.weights)}")
+        console.print(
+            f"  [bold]verify[/] on {escape(self.device)}, batch {self.batch_size}; "
+            f"weights: {escape(self.weights)}"
+        )
         labelled = "labelled" if self.labelled else "label-free"
         console.print(f"    data: {self.images} images, {labelled}: {escape(self.data)}")
         console.print(f"    noise: {NOISE_MODEL}; {self.draws} draw(s), seed {self.seed}")
-        table = Table("sigma", "accuracy", "agreement", "top-5 overlap",
-                      f"confident agreement ({sweep.confident_images} imgs)", box=None, padding=(0, 2))
-        table.add_row("clean", _pct(sweep.clean_accuracy), "100%", "100%", "100%" if sweep.confident_images else "-")
+        table = Table(
+            "sigma",
+            "accuracy",
+            "agreement",
+            "top-5 overlap",
+            "confident agr.",
+            box=None,
+            padding=(0, 1),
+            pad_edge=False,
+        )
+        table.add_row(
+            "clean", _pct(sweep.clean_accuracy), "100%", "100%", "100%" if sweep.confident_images else "-"
+        )
         for p in sweep.points:
-            table.add_row(f"{p.sigma:g}", _pct(p.accuracy, p.accuracy_std), _pct(p.agreement, p.agreement_std),
-                          _pct(p.top5_overlap), _pct(p.confident_agreement))
-        console.print(table)
+            table.add_row(
+                f"{p.sigma:g}",
+                _pct(p.accuracy, p.accuracy_std),
+                _pct(p.agreement, p.agreement_std),
+                _pct(p.top5_overlap),
+                _pct(p.confident_agreement),
+            )
+        _print(console, table)
+        console.print(
+            f"    [dim]agreement: top-1 equals the clean top-1; confident: the {sweep.confident_images} "
+            f"images with clean softmax max >= 0.5; ± spread across draws[/]"
+        )
         if sweep.stability:
             values = ", ".join(f"rho {rho:g}: {value:.3f}" for rho, value in sweep.stability)
             console.print(f"    noise stability (mean cosine of centred logits): {values}")
         if self.gains:
-            console.print(f"    [bold]node noise gains[/] [dim]({GAIN_DEFINITION})[/]")
-            gains = Table("node", "op", "analytic", "noise only", "on its input", "in model", "", box=None,
-                          padding=(0, 2))
+            console.print(
+                f"    [bold]node noise gains[/] [dim]({GAIN_DEFINITION}; ok = within "
+                f"{MATCH_TOLERANCE:.0%})[/]"
+            )
+            gains = Table(
+                "node",
+                "op",
+                "analytic",
+                "noise only",
+                "on input",
+                "in model",
+                "vs analytic",
+                box=None,
+                padding=(0, 1),
+                pad_edge=False,
+            )
+            for column in gains.columns:
+                column.no_wrap = True
             for g in self.gains:
-                gains.add_row(escape(g.module_path), escape(g.op), _num(g.analytic), _num(g.noise_only),
-                              _num(g.real_input), _num(g.in_model), g.verdict)
-            console.print(gains)
+                gains.add_row(
+                    escape(g.module_path),
+                    escape(g.op),
+                    _num(g.analytic),
+                    _num(g.noise_only),
+                    _num(g.real_input),
+                    _num(g.in_model),
+                    _check(g.relative_error),
+                )
+            _print(console, gains)
         if self.what_ifs:
+            metric = "accuracy" if self.labelled else "agreement"
             console.print(f"    [bold]what-if[/] [dim]({WHAT_IF_CAVEAT})[/]")
-            sigmas = [f"{'acc' if self.labelled else 'agree'} @{s:g}" for s in self.sigmas]
-            whatif = Table("patch", "node gain predicted", "measured (input)", "in model", "clean kept",
-                           *sigmas, box=None, padding=(0, 2))
-            whatif.add_row("(original)", "", "", "", "", *(_pct(v) for v in sweep.curve()))
+            console.print(
+                f"      original: {metric} "
+                + " ".join(_pct(v) for v in sweep.curve())
+                + f" at sigma {', '.join(f'{s:g}' for s in self.sigmas)}"
+            )
             for w in self.what_ifs:
-                whatif.add_row(escape(w.name), _factor(w.predicted), _factor(w.measured_real_input),
-                               _factor(w.measured_in_model), _pct(w.clean_agreement),
-                               *(_pct(v) for v in w.sweep.curve()))
-            console.print(whatif)
-        console.print(f"    [dim]{sweep.forwards} forward passes in {sweep.seconds:.1f} s "
-                      f"({sweep.images_per_s:.0f} images/s); verify took {self.seconds:.1f} s[/]")
+                console.print(f"      {escape(w.name)}: {escape(w.change)}")
+                if w.predicted is not None:
+                    console.print(
+                        f"        node gain {_factor(w.predicted)} predicted; measured "
+                        f"{_factor(w.measured_real_input)} on its input, {_factor(w.measured_noise_only)} "
+                        f"noise only, {_factor(w.measured_in_model)} in the model"
+                    )
+                if w.low_pass is not None:
+                    g = w.low_pass
+                    console.print(
+                        f"        its {escape(g.op.removeprefix('what-if '))} alone: "
+                        f"{_num(g.noise_only)} noise only "
+                        f"vs analytic {_num(g.analytic)} ({_check(g.relative_error)}), {_num(g.real_input)} "
+                        f"on its input, {_num(g.in_model)} in the model"
+                    )
+                console.print(
+                    f"        clean top-1 kept {_pct(w.clean_agreement)}; {metric} "
+                    + " ".join(_pct(v) for v in w.sweep.curve())
+                )
+        console.print(
+            f"    [dim]{sweep.forwards} forward passes in {sweep.seconds:.1f} s "
+            f"({sweep.images_per_s:.0f} images/s); verify took {self.seconds:.1f} s[/]"
+        )
         for note in self.notes:
             console.print(f"    [dim]note: {escape(note)}[/]")
+
+
+def _print(console, table) -> None:
+    """A table indented under its model, at least 100 columns wide so it never folds its cells."""
+    from rich.padding import Padding
+
+    width = console.width
+    console.width = max(width, 100)
+    try:
+        console.print(Padding(table, (0, 0, 0, 4), expand=False))
+    finally:
+        console.width = width
 
 
 def _pct(value: float | None, spread: float | None = None) -> str:
@@ -227,9 +310,15 @@ def _pct(value: float | None, spread: float | None = None) -> str:
     return text + f" ±{spread:.1%}" if spread else text
 
 
+def _check(error: float | None) -> str:
+    if error is None:
+        return "-"
+    return f"{error:+.1%}" + (" ok" if abs(error) <= MATCH_TOLERANCE else "")
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
 def _factor(value: float | None) -> str:
-    return "-" if value is None else f"x{value:.3g}"
+    return "-" if value is None else f"x{value:#.3g}"

@@ -3,6 +3,7 @@ the what-ifs, and attach a :class:`~noiselint.verify.report.Verification` to its
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -10,16 +11,23 @@ from statistics import median
 
 import torch
 
+from noiselint.errors import NoiselintError, one_line
 from noiselint.findings import Basis, Finding, ModelReport, Report
 from noiselint.graph import DEFAULT_INPUT_SIZE, ModelGraph
 from noiselint.verify import gains as gain_probes
 from noiselint.verify.data import ImageSet, load_images
 from noiselint.verify.execute import OnnxExecutor, TorchExecutor, pick_device
 from noiselint.verify.metrics import SweepAccumulator
-from noiselint.verify.noise import PIXEL_STREAM, RHO_STREAM, add_pixel_noise, correlated_inputs, standard_normal
-from noiselint.verify.options import VerifyOptions
-from noiselint.verify.report import Sweep, Verification, WhatIf
-from noiselint.verify.weights import materialize
+from noiselint.verify.noise import (
+    PIXEL_STREAM,
+    RHO_STREAM,
+    add_pixel_noise,
+    correlated_inputs,
+    standard_normal,
+)
+from noiselint.verify.options import VerifyError, VerifyOptions
+from noiselint.verify.report import NodeGain, Sweep, Verification, WhatIf
+from noiselint.verify.weights import load_again, materialize
 from noiselint.verify.whatif import Patch, applied, patches
 
 Warn = Callable[[str], None]
@@ -30,9 +38,11 @@ def verify_report(report: Report, options: VerifyOptions, warn: Warn = lambda me
     options.validate()
     device = pick_device(options.device)
     if device.type == "cpu" and any(m.ok for m in report.models):
-        warn("--verify runs on the CPU (no CUDA device): expect minutes for large models; "
-             "--images and --draws trade precision for time")
-    models = tuple(verify_model(m, options, device) if m.ok else m for m in report.models)
+        warn(
+            "--verify runs on the CPU (no CUDA device): expect minutes for large models; "
+            "--images and --draws trade precision for time"
+        )
+    models = tuple(_verify_or_fail(m, options, device) if m.ok else m for m in report.models)
     report = replace(report, models=models)
     if options.plot:
         from noiselint.verify.plot import plot
@@ -41,10 +51,20 @@ def verify_report(report: Report, options: VerifyOptions, warn: Warn = lambda me
     return report
 
 
+def _verify_or_fail(model: ModelReport, options: VerifyOptions, device: torch.device) -> ModelReport:
+    """:func:`verify_model`, with a failure of the model itself turned into a one-line error."""
+    try:
+        return verify_model(model, options, device)
+    except NoiselintError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user models may fail in any way on real inputs
+        raise VerifyError(f"{model.model}: --verify failed: {one_line(exc)}") from None
+
+
 def verify_model(model: ModelReport, options: VerifyOptions, device: torch.device) -> ModelReport:
     """Verify one model; its findings come back with measured factors where a what-if measured them."""
     started = time.perf_counter()
-    built = materialize(model.model, options.weights)
+    built = materialize(model, options.weights)
     graph = _graph(model)
     preprocessing = model.preprocessing or graph.preprocessing
     notes = list(built.notes)
@@ -55,25 +75,40 @@ def verify_model(model: ModelReport, options: VerifyOptions, device: torch.devic
         preprocessing = replace(preprocessing, input_size=DEFAULT_INPUT_SIZE)
     images = load_images(options.data, preprocessing, options.images, options.seed)
     channels = images.images.shape[1]
+    if device.type == "cuda":  # keep the images on the GPU when they take under a quarter of its free memory
+        fits = images.images.numel() * 4 < torch.cuda.mem_get_info(device)[0] // 4
+        images.images = images.images.to(device) if fits else images.images.pin_memory()
     if built.module is not None:
         executor = TorchExecutor(built.module, device, preprocessing, channels, options.batch_size)
     else:
         executor = OnnxExecutor(built.onnx_path, device, graph, channels, options.batch_size)
-    executor.choose_precision(executor.normalize(images.images[:64].to(device)))
-    with _Progress(options.progress, model.model) as progress:
+    executor.calibrate(executor.normalize(images.images[:64].to(device)))
+    with ProgressBar(options.progress, model.model) as progress:
         base = sweep(executor, images, options, options.rhos, progress)
         findings, gains, what_ifs = model.findings, (), ()
         if built.module is not None:
-            findings, gains, what_ifs = _measure(built.module, graph, executor, images, base, model, options,
-                                                 progress, notes)
+            findings, gains, what_ifs = _measure(
+                built.module, graph, executor, images, base, model, options, progress, notes
+            )
         else:
             notes.append("node gains and what-ifs need a torch model (hooks); the ONNX model was only run")
     notes += images.notes + executor.notes
     verification = Verification(
-        model=model.model, device=executor.label, batch_size=executor.batch_size, weights=built.weights,
-        data=images.source, images=len(images), labelled=images.labels is not None, sigmas=options.sigmas,
-        draws=options.draws, seed=options.seed, sweep=base.result, gains=gains, what_ifs=what_ifs,
-        notes=tuple(notes), seconds=time.perf_counter() - started,
+        model=model.model,
+        device=executor.label,
+        batch_size=executor.batch_size,
+        weights=built.weights,
+        data=images.source,
+        images=len(images),
+        labelled=images.labels is not None,
+        sigmas=options.sigmas,
+        draws=options.draws,
+        seed=options.seed,
+        sweep=base.result,
+        gains=gains,
+        what_ifs=what_ifs,
+        notes=tuple(notes),
+        seconds=time.perf_counter() - started,
     )
     return replace(model, findings=findings, verification=verification)
 
@@ -82,11 +117,8 @@ def _graph(model: ModelReport) -> ModelGraph:
     """The lint's graph again (meta device, same node ids), for the nodes verify measures."""
     from noiselint.engine import read_graph
     from noiselint.graph import Preprocessing
-    from noiselint.loaders import load
 
-    loaded = load(model.model)
-    loaded = next((m for m in loaded if m.name == model.model), loaded[0])
-    return read_graph(loaded, model.preprocessing or Preprocessing())
+    return read_graph(load_again(model, "meta"), model.preprocessing or Preprocessing())
 
 
 class SweepRun:
@@ -106,18 +138,27 @@ def sweep(executor, images: ImageSet, options: VerifyOptions, rhos: tuple[float,
     progress.start(count * per_image)
     started, start, forwards = time.perf_counter(), 0, 0
     while start < count:
-        rows = slice(start, min(count, start + max(1, executor.batch_size // per_image)))
+        rows = slice(start, min(count, start + images_per_stack(executor.batch_size, per_image)))
         indices = range(rows.start, rows.stop)
         x = images.images[rows].to(device, non_blocking=True)
-        clean = executor.normalize(x)
-        parts = [clean]
+        stack = torch.empty((len(indices) * per_image, *shape), device=device)
+        blocks = stack.split(
+            [len(indices)]
+            + [len(indices) * len(sigmas)] * draws
+            + [len(indices) * len(rhos)] * (draws if rhos else 0)
+        )
+        clean = executor.normalize_(blocks[0].copy_(x))
         for draw in range(draws):
-            z = standard_normal(shape, indices, seed=options.seed, stream=PIXEL_STREAM, draw=draw, device=device)
-            parts.append(executor.normalize(add_pixel_noise(x, z, sigmas)))
+            z = standard_normal(
+                shape, indices, seed=options.seed, stream=PIXEL_STREAM, draw=draw, device=device
+            )
+            executor.normalize_(add_pixel_noise(x, z, sigmas, out=blocks[1 + draw]))
         for draw in range(draws if rhos else 0):
-            z = standard_normal(shape, indices, seed=options.seed, stream=RHO_STREAM, draw=draw, device=device)
-            parts.append(correlated_inputs(clean, z, rhos))
-        logits = executor.run(torch.cat(parts)).split(len(indices))
+            z = standard_normal(
+                shape, indices, seed=options.seed, stream=RHO_STREAM, draw=draw, device=device
+            )
+            correlated_inputs(clean, z, rhos, out=blocks[1 + draws + draw])
+        logits = executor.run(stack).split(len(indices))
         accumulator.add_clean(rows, logits[0])
         if images.labels is not None and start == 0 and int(images.labels.max()) >= logits[0].shape[1]:
             images.drop_labels(f"the model has {logits[0].shape[1]} outputs, fewer than the label values")
@@ -135,14 +176,28 @@ def sweep(executor, images: ImageSet, options: VerifyOptions, rhos: tuple[float,
     return SweepRun(accumulator, accumulator.result(forwards, time.perf_counter() - started))
 
 
+def images_per_stack(batch: int, per_image: int) -> int:
+    """Images whose inputs (``per_image`` each) fill whole batches: batch // per_image, or when one
+    image needs more than a batch, the fewest images whose inputs split into full batches."""
+    if batch >= per_image:
+        return batch // per_image
+    return batch // math.gcd(batch, per_image)
+
+
 def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport, options, progress, notes):
     """Node gains through hooks, then one sweep per what-if; the findings get measured factors."""
     device = executor.device
     sigma = float(median(options.sigmas))
     count = min(options.gain_images, len(images))
     clean = images.images[:count].to(device)
-    z = standard_normal(tuple(clean.shape[1:]), range(count), seed=options.seed, stream=PIXEL_STREAM,
-                        draw=options.draws, device=device)
+    z = standard_normal(
+        tuple(clean.shape[1:]),
+        range(count),
+        seed=options.seed,
+        stream=PIXEL_STREAM,
+        draw=options.draws,
+        device=device,
+    )
     found = gain_probes.probes(graph, module)
     gain_probes.capture(module, executor.normalize, found, clean, add_pixel_noise(clean, z, (sigma,)))
     found = [p for p in found if p.clean is not None]
@@ -151,39 +206,57 @@ def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport
     by_node = {g.node: g for g in gains}
     chosen = patches(model.findings, found)
     covered = {f.fingerprint for p in chosen for f in p.findings}
-    unmeasured = [f for f in model.findings if f.node and f.fingerprint not in covered
-                  and f.estimate is not None and f.estimate.factor is not None]
+    unmeasured = [
+        f
+        for f in model.findings
+        if f.node
+        and f.fingerprint not in covered
+        and f.estimate is not None
+        and f.estimate.factor is not None
+    ]
     if unmeasured:
-        notes.append("no training-free what-if for: " + ", ".join(sorted({f"{f.code} at {f.module_path or f.node}"
-                                                                          for f in unmeasured})))
+        notes.append(
+            "no training-free what-if for: "
+            + ", ".join(sorted({f"{f.code} at {f.module_path or f.node}" for f in unmeasured}))
+        )
     what_ifs, measured = [], {}
     variants = [[p] for p in chosen] + ([chosen] if len(chosen) > 1 else [])
     for variant in variants:
-        ratios = _ratios(variant, by_node, meter) if len(variant) == 1 else (None, None, None)
-        with applied(module, variant, device, executor.cuda):
+        ratios, low_pass = (
+            _ratios(variant[0], by_node, meter, sigma) if len(variant) == 1 else ((None,) * 3, None)
+        )
+        with applied(module, variant, device, executor.channels_last):
             run = sweep(executor, images, options, (), progress)
         kept = (run.accumulator.top1 == base.accumulator.top1).float().mean().item()
         single = variant[0] if len(variant) == 1 else None
-        what_ifs.append(WhatIf(
-            name=single.name if single else f"all {len(variant)} patches",
-            change=single.change if single else "; ".join(p.change for p in variant),
-            module_path=single.module_path if single else "",
-            findings=tuple(f"{f.code} {f.fingerprint}" for p in variant for f in p.findings),
-            predicted=single.predicted if single else None,
-            measured_noise_only=ratios[0], measured_real_input=ratios[1], measured_in_model=ratios[2],
-            clean_agreement=kept, sweep=run.result,
-        ))
+        what_ifs.append(
+            WhatIf(
+                name=single.name if single else f"all {len(variant)} patches",
+                change=single.change if single else "every patch above at once",
+                module_path=single.module_path if single else "",
+                findings=tuple(f"{f.code} {f.fingerprint}" for p in variant for f in p.findings),
+                predicted=single.predicted if single else None,
+                measured_noise_only=ratios[0],
+                measured_real_input=ratios[1],
+                measured_in_model=ratios[2],
+                clean_agreement=kept,
+                low_pass=low_pass,
+                sweep=run.result,
+            )
+        )
         if single and ratios[1] is not None:
             for finding in single.findings:
                 measured[finding.fingerprint] = (ratios[1], single)
-    findings = tuple(_measured(f, *measured[f.fingerprint], len(images), images.source) if f.fingerprint in measured
-                     else f for f in model.findings)
+    findings = tuple(
+        _measured(f, *measured[f.fingerprint], len(images), images.source) if f.fingerprint in measured else f
+        for f in model.findings
+    )
     return findings, gains, tuple(what_ifs)
 
 
-def _ratios(variant: list[Patch], by_node, meter) -> tuple[float | None, float | None, float | None]:
-    """(patched / original) node gain: noise only, on the real input, in the model."""
-    patch = variant[0]
+def _ratios(patch: Patch, by_node, meter, sigma: float) -> tuple[tuple[float | None, ...], NodeGain]:
+    """(patched / original) node gain (noise only, on the real input, in the model), and the gain of
+    the patch's new averaging filter alone on the node's input."""
     probe, original = patch.probe, by_node[patch.probe.node]
     replacement = patch.build(probe.module).to(probe.clean.device)
     only, real, in_model, _ = meter.measure(replacement, probe.clean, probe.noisy)
@@ -191,7 +264,24 @@ def _ratios(variant: list[Patch], by_node, meter) -> tuple[float | None, float |
     def ratio(new, old):
         return new / old if new is not None and old else None
 
-    return ratio(only, original.noise_only), ratio(real, original.real_input), ratio(in_model, original.in_model)
+    f_only, f_real, f_model, samples = meter.measure(patch.low_pass(replacement), probe.clean, probe.noisy)
+    low_pass = NodeGain(
+        node=f"{probe.node}:what-if",
+        module_path=patch.module_path,
+        op=f"what-if {patch.low_pass_label}",
+        analytic=patch.low_pass_gain,
+        formula=f"{patch.low_pass_label}: sum(h^2)",
+        noise_only=f_only,
+        real_input=f_real,
+        in_model=f_model,
+        sigma=sigma,
+        samples=samples,
+    )
+    return (
+        ratio(only, original.noise_only),
+        ratio(real, original.real_input),
+        ratio(in_model, original.in_model),
+    ), low_pass
 
 
 def _measured(finding: Finding, factor: float, patch: Patch, images: int, source: str) -> Finding:
@@ -199,27 +289,39 @@ def _measured(finding: Finding, factor: float, patch: Patch, images: int, source
     estimate = finding.estimate
     if estimate is None:
         return finding
-    how = (f"measured_factor by --verify: {patch.change}; node noise gain with white noise on the node's real "
-           f"input from {images} images ({source}); factor stays the analytic prediction")
-    return replace(finding, estimate=replace(estimate, measured_factor=factor, basis=Basis.MEASURED,
-                                             assumptions=(*estimate.assumptions, how)))
+    how = (
+        f"measured_factor by --verify: {patch.change}; node noise gain with white noise on the node's real "
+        f"input from {images} images ({source}); factor stays the analytic prediction"
+    )
+    return replace(
+        finding,
+        estimate=replace(
+            estimate, measured_factor=factor, basis=Basis.MEASURED, assumptions=(*estimate.assumptions, how)
+        ),
+    )
 
 
-class _Progress:
+class ProgressBar:
     """A rich progress bar on stderr while a model's sweeps run (a no-op when disabled)."""
 
     def __init__(self, enabled: bool, label: str) -> None:
         self.enabled, self.label = enabled, label
         self.bar, self.task = None, None
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> ProgressBar:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("forwards"), TimeRemainingColumn(), console=Console(stderr=True),
-                                transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("forwards"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self.bar.__enter__()
         return self
 

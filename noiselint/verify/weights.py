@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noiselint.errors import one_line
-from noiselint.loaders import kind_of, load, split_python_target
+from noiselint.findings import ModelReport
+from noiselint.loaders import LoadedModel, kind_of, load, split_python_target
 from noiselint.verify.options import VerifyError
 
 #: Wrapper keys under which training scripts often nest the state_dict.
@@ -32,21 +33,35 @@ class Materialized:
     notes: list[str] = field(default_factory=list)
 
 
-def materialize(model: str, weights: str | None) -> Materialized:
-    """Build the model the lint named ``model`` on the CPU with its real weights."""
-    kind = kind_of(model)
+def load_again(report: ModelReport, device: str) -> LoadedModel:
+    """The model a lint report describes, loaded again on ``device`` (ONNX files: the graph)."""
+    source = report.target if kind_of(report.target) == "onnx" else report.model
+    loaded = load(source, device=device)
+    names = (report.model, report.target)
+    return next(
+        (m for m in loaded if m.name in names or (m.graph is not None and m.graph.name in names)), loaded[0]
+    )
+
+
+def materialize(report: ModelReport, weights: str | None) -> Materialized:
+    """Build the model of a lint report on the CPU with its real weights."""
+    model = report.model
+    kind = kind_of(report.target)
     if kind == "onnx":
         if weights is not None:
             raise VerifyError(f"--weights: {model} is an ONNX file and carries its own weights")
-        return Materialized(onnx_path=split_python_target(model)[0], weights="the ONNX file's initializers")
-    loaded = load(model, device="cpu")
-    module = next((m.module for m in loaded if m.name == model), loaded[0].module).eval()
+        return Materialized(
+            onnx_path=split_python_target(report.target)[0], weights="the ONNX file's initializers"
+        )
+    module = load_again(report, "cpu").module.eval()
     if weights is not None:
         apply_weights(module, weights, model)
         return Materialized(module=module, weights=f"--weights {weights}")
     if kind in ("timm", "torchvision"):
-        note = (f"{model} is built with random weights (noiselint never downloads weights): accuracy and "
-                "agreement describe an untrained network; pass --weights CKPT")
+        note = (
+            f"{model} is built with random weights (noiselint never downloads weights): accuracy and "
+            "agreement describe an untrained network; pass --weights CKPT"
+        )
         return Materialized(module=module, weights="random initialization", notes=[note])
     return Materialized(module=module, weights="as the model file builds the model")
 
@@ -61,16 +76,24 @@ def read_state_dict(path: str) -> dict[str, Any]:
         try:
             return load_file(path, device="cpu")
         except Exception as exc:  # noqa: BLE001 - safetensors raises several kinds for bad files
-            raise VerifyError(f"--weights {path}: not a readable safetensors file ({one_line(exc)})") from None
+            raise VerifyError(
+                f"--weights {path}: not a readable safetensors file ({one_line(exc)})"
+            ) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # garbage, not a pickled object
+            raise VerifyError(
+                f"--weights {path}: cannot be read as a torch checkpoint ({one_line(exc)})"
+            ) from None
         raise VerifyError(
             f"--weights {path}: holds pickled objects (a whole model?), not a state_dict; save "
             "model.state_dict() instead (noiselint loads weights with weights_only=True)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds for corrupt files
-        raise VerifyError(f"--weights {path}: cannot be read as a torch checkpoint ({one_line(exc)})") from None
+        raise VerifyError(
+            f"--weights {path}: cannot be read as a torch checkpoint ({one_line(exc)})"
+        ) from None
     return _unwrap(state, path)
 
 
@@ -86,7 +109,7 @@ def _unwrap(state: Any, path: str) -> dict[str, Any]:
         raise VerifyError(f"--weights {path}: not a state_dict (a mapping of parameter names to tensors)")
     keys = list(state)
     if all(k.startswith("module.") for k in keys):  # saved from DataParallel / DDP
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
@@ -104,8 +127,15 @@ def apply_weights(module: Any, path: str, model: str) -> None:
     unexpected = [k for k in state if k not in own]
     misshapen = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or misshapen:
-        parts = [f"{len(names)} {label} ({_first(names)})" for label, names in
-                 (("missing", missing), ("unexpected", unexpected), ("with another shape", misshapen)) if names]
+        parts = [
+            f"{len(names)} {label} ({_first(names)})"
+            for label, names in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("with another shape", misshapen),
+            )
+            if names
+        ]
         raise VerifyError(f"--weights {path} does not match {model}: keys " + "; ".join(parts))
     module.load_state_dict(state, strict=True)
 

@@ -30,7 +30,6 @@ from noiselint.findings import Finding
 from noiselint.graph import Op
 from noiselint.verify.gains import Probe
 
-
 POOLING_QUANTITIES = ("noise MSE at this pooling stage", "noise MSE at global pooling")
 DOWNSAMPLING_QUANTITY = "noise variance per sample after downsampling"
 STEM_QUANTITIES = ("noise variance after the stem filter", DOWNSAMPLING_QUANTITY)
@@ -52,7 +51,9 @@ class BoxBlur(nn.Module):
 
 @dataclass
 class Patch:
-    """Replace the module at ``module_path`` with ``build(original)``; ``predicted`` is the analytic factor."""
+    """Replace the module at ``module_path`` with ``build(original)``; ``predicted`` is the analytic factor
+    on the node's gain. ``low_pass`` picks the new averaging filter out of the replacement (it reads
+    the node's own input), whose analytic gain ``low_pass_gain`` (1/n, 1/k^2) verify checks."""
 
     name: str
     change: str
@@ -60,6 +61,9 @@ class Patch:
     build: Callable[[nn.Module], nn.Module]
     predicted: float | None
     quantities: tuple[str, ...]
+    low_pass: Callable[[nn.Module], nn.Module]
+    low_pass_label: str
+    low_pass_gain: float
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -74,9 +78,15 @@ def patch_for(probe: Probe) -> Patch | None:
     if isinstance(module, nn.MaxPool2d) and _single(module.dilation) == 1:
         n = _area(module.kernel_size)
         return Patch(
-            f"avg pool at {path}", f"{_describe(module)} -> AvgPool2d, same window/stride/padding", probe,
+            f"avg pool at {path}",
+            f"{_describe(module)} -> AvgPool2d, same window/stride/padding",
+            probe,
             lambda m: nn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, count_include_pad=False),
-            estimates.avg_pool_mse(n) / estimates.max_pool_mse(n), POOLING_QUANTITIES,
+            estimates.avg_pool_mse(n) / estimates.max_pool_mse(n),
+            POOLING_QUANTITIES,
+            _itself,
+            f"avg pool, n={n}",
+            estimates.avg_pool_mse(n),
         )
     if isinstance(module, nn.AdaptiveMaxPool2d) and probe.clean is not None:
         h, w = probe.clean.shape[-2:]
@@ -84,20 +94,46 @@ def patch_for(probe: Probe) -> Patch | None:
         if h % (out[0] or h) or w % (out[1] or w):
             return None
         n = (h // (out[0] or h)) * (w // (out[1] or w))
-        return Patch(f"avg pool at {path}", "AdaptiveMaxPool2d -> AdaptiveAvgPool2d", probe,
-                     lambda m: nn.AdaptiveAvgPool2d(m.output_size),
-                     estimates.avg_pool_mse(n) / estimates.max_pool_mse(n), POOLING_QUANTITIES)
+        return Patch(
+            f"avg pool at {path}",
+            "AdaptiveMaxPool2d -> AdaptiveAvgPool2d",
+            probe,
+            lambda m: nn.AdaptiveAvgPool2d(m.output_size),
+            estimates.avg_pool_mse(n) / estimates.max_pool_mse(n),
+            POOLING_QUANTITIES,
+            _itself,
+            f"avg pool, n={n}",
+            estimates.avg_pool_mse(n),
+        )
     if not isinstance(module, nn.Conv2d):
         return None
     stride = _single(module.stride)
     if data["op"] == Op.SUBSAMPLE and stride > 1:
-        return Patch(f"avg-pool shortcut at {path}", f"1x1 conv stride {stride} -> AvgPool2d({stride}) + 1x1 conv",
-                     probe, _pooled_shortcut, estimates.box_filter_gain(stride), (DOWNSAMPLING_QUANTITY,))
+        return Patch(
+            f"avg-pool shortcut at {path}",
+            f"1x1 conv stride {stride} -> AvgPool2d({stride}) + 1x1 conv",
+            probe,
+            _pooled_shortcut,
+            estimates.box_filter_gain(stride),
+            (DOWNSAMPLING_QUANTITY,),
+            _first,
+            f"avg pool {stride}x{stride}",
+            estimates.box_filter_gain(stride),
+        )
     k = _single(module.kernel_size)
     if data["stem"] and data["op"] == Op.CONV and k > 1:
         predicted = estimates.stem_kernel_estimate(k, [(k, 1), (k, stride)]).factor
-        return Patch(f"{k}x{k} box pre-filter at {path}", f"{k}x{k} box blur before the stem conv {_describe(module)}",
-                     probe, lambda m: nn.Sequential(BoxBlur(k), m), predicted, STEM_QUANTITIES)
+        return Patch(
+            f"{k}x{k} box pre-filter at {path}",
+            f"{k}x{k} box blur before the stem conv {_describe(module)}",
+            probe,
+            lambda m: nn.Sequential(BoxBlur(k), m),
+            predicted,
+            STEM_QUANTITIES,
+            _first,
+            f"box blur {k}x{k}",
+            estimates.box_filter_gain(k),
+        )
     return None
 
 
@@ -113,8 +149,12 @@ def patches(findings: tuple[Finding, ...], probes: list[Probe]) -> list[Patch]:
             found[probe.node] = patch_for(probe)
         patch = found[probe.node]
         estimate = finding.estimate
-        if patch is not None and estimate is not None and estimate.factor is not None \
-                and estimate.quantity in patch.quantities:
+        if (
+            patch is not None
+            and estimate is not None
+            and estimate.factor is not None
+            and estimate.quantity in patch.quantities
+        ):
             patch.findings.append(finding)
     return [p for p in found.values() if p is not None and p.findings]
 
@@ -137,6 +177,14 @@ def applied(model: nn.Module, chosen: list[Patch], device, channels_last: bool) 
     finally:
         for parent, name, original in reversed(originals):
             setattr(parent, name, original)
+
+
+def _itself(module: nn.Module) -> nn.Module:
+    return module
+
+
+def _first(module: nn.Sequential) -> nn.Module:
+    return module[0]
 
 
 def _pooled_shortcut(conv: nn.Conv2d) -> nn.Module:

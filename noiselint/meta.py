@@ -1,18 +1,24 @@
-"""Shape propagation for fx graphs that computes common layers' output shapes by formula.
+"""Keep work on the meta device cheap: no meta kernels where a formula or a no-op will do.
 
-The first meta-device kernel a process runs imports ``torch._dynamo`` and sympy (2-3 s here, more
-than half of ``import torch``). Layers of an exact known type (convolutions, pooling, norms,
-activations, linear, flatten) and elementwise arithmetic get their output shape by formula as an
-empty meta tensor; any other node, or a known one whose input does not fit it (wrong channels or
-rank), runs on the meta device exactly as ``torch.fx.passes.shape_prop.ShapeProp`` would, so a real
-shape error is still raised by torch. Each node gets ``meta["tensor_meta"]`` like ShapeProp's.
+The first meta-device kernel a process runs imports ``torch._dynamo`` and sympy: 2-3 s on an idle
+machine here, more than half of ``import torch``, and 7 s under load. Two things avoid it:
+
+* :func:`skip_meta_init` makes in-place initializers (``normal_``, ``trunc_normal_``'s steps,
+  ``fill_``, ...) no-ops on meta tensors while a model is built: they have no values to set.
+* :class:`FormulaShapeProp` is ``ShapeProp`` for fx graphs, with the output shapes of layers of an
+  exact known type (convolutions, pooling, norms, timm's norm-act layers, activations, linear,
+  flatten, concatenation, elementwise arithmetic) computed by formula as empty meta tensors. Any
+  other node, or a known one whose input does not fit it (wrong channels or rank), runs on the meta
+  device as ShapeProp would, so a real shape error is still raised by torch. Nodes get
+  ``meta["tensor_meta"]`` like ShapeProp's.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -21,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.node import map_aggregate
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
+from torch.overrides import TorchFunctionMode
 
 _SAME_SHAPE = frozenset({
     nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
@@ -42,6 +49,30 @@ _BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, operator.su
 _BINARY_METHODS = {"add", "mul", "sub", "div", "add_", "mul_"}
 
 
+#: In-place ops that only set values: nothing to do on a meta tensor.
+_VALUE_SETTERS = frozenset({
+    "normal_", "uniform_", "trunc_normal_", "fill_", "zero_", "copy_", "random_", "bernoulli_",
+    "exponential_", "log_normal_", "cauchy_", "geometric_", "erfinv_", "mul_", "add_", "sub_", "div_",
+    "clamp_", "clamp_min_", "clamp_max_", "exp_", "log_", "sqrt_", "abs_", "neg_", "masked_fill_",
+})
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        target = args[0] if args else (kwargs or {}).get("tensor")  # nn.init passes tensor=...
+        if (getattr(func, "__name__", None) in _VALUE_SETTERS and isinstance(target, torch.Tensor)
+                and target.is_meta):
+            return target
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def skip_meta_init() -> Iterator[None]:
+    """Inside the block, value-setting in-place ops on meta tensors return at once."""
+    with _SkipMetaInit():
+        yield
+
+
 class FormulaShapeProp(torch.fx.Interpreter):
     """``ShapeProp`` for a meta input, with formula shapes where the layer is known."""
 
@@ -53,7 +84,7 @@ class FormulaShapeProp(torch.fx.Interpreter):
             nonlocal found
             if isinstance(value, torch.Tensor):
                 found = True
-                return _extract_tensor_metadata(value)
+                return _extract_tensor_metadata(value, include_contiguity=False)
             return value
 
         meta = map_aggregate(result, extract)
@@ -63,7 +94,14 @@ class FormulaShapeProp(torch.fx.Interpreter):
         return result
 
     def propagate(self, *args: Any) -> Any:
-        return self.run(*args)
+        """Run the graph once on ``args``: ``Interpreter.run`` without its tqdm bar (an mp lock)."""
+        self.env = {}
+        self.args_iter = iter(args)
+        for node in self.graph.nodes:
+            self.env[node] = self.run_node(node)
+            if node.op == "output":
+                return self.env[node]
+        return None
 
     def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
         module = self.fetch_attr(target)
@@ -87,7 +125,7 @@ class FormulaShapeProp(torch.fx.Interpreter):
 
 
 def _is_meta(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and value.device.type == "meta" and type(value) is torch.Tensor
+    return type(value) in (torch.Tensor, nn.Parameter) and value.device.type == "meta"
 
 
 def _tuple(value: Any, n: int) -> tuple:
@@ -99,6 +137,9 @@ def module_shape(module: nn.Module, shape: Sequence[int]) -> tuple[int, ...] | N
     kind, shape = type(module), tuple(shape)
     if kind in _SAME_SHAPE:
         return shape
+    if kind.__module__ == "timm.layers.norm_act":  # timm's norm + activation (+ dropout) layers
+        channels = getattr(module, "num_features", None)
+        return shape if len(shape) >= 2 and channels in (None, shape[1]) else None
     if kind in _BATCH_NORMS:
         fits = len(shape) in _BATCH_NORMS[kind] and shape[1] == module.num_features
         return shape if fits else None
@@ -184,19 +225,60 @@ def _function_shape(target: Any, args: tuple, kwargs: dict, *, method: bool) -> 
         return _cat(list(x), args[1]), x[0] if x else None
     if not _is_meta(x) or not x.dtype.is_floating_point:
         return None, None
+    shape = tuple(x.shape)
     unary, binary = (_UNARY_METHODS, _BINARY_METHODS) if method else (_UNARY_FUNCTIONS, _BINARY)
     if target in unary and len(args) == 1 and not kwargs:
-        return tuple(x.shape), x
-    if target in binary and len(args) == 2 and not kwargs:
+        return shape, x
+    if (target in binary or target is operator.pow) and len(args) == 2 and not kwargs:
         other = args[1]
         if isinstance(other, (int, float)):
-            return tuple(x.shape), x
-        if _is_meta(other) and other.dtype == x.dtype:
-            return _broadcast(tuple(x.shape), tuple(other.shape)), x
+            return shape, x
+        if _is_meta(other) and other.dtype == x.dtype and target is not operator.pow:
+            return _broadcast(shape, tuple(other.shape)), x
         return None, None
     if target == ("flatten" if method else torch.flatten) and not kwargs and len(args) <= 3:
-        return _flatten(tuple(x.shape), *args[1:]), x
+        return _flatten(shape, *args[1:]), x
+    if method and target in ("mean", "sum"):
+        return _reduce(shape, args[1:], kwargs), x
+    if target is F.layer_norm:
+        normalized = args[1] if len(args) > 1 else kwargs.get("normalized_shape")
+        normalized = (normalized,) if isinstance(normalized, int) else tuple(normalized or ())
+        return (shape if normalized and shape[len(shape) - len(normalized):] == normalized else None), x
+    if target is F.group_norm:
+        groups = args[1] if len(args) > 1 else kwargs.get("num_groups")
+        fits = isinstance(groups, int) and groups > 0 and len(shape) >= 2 and shape[1] % groups == 0
+        return (shape if fits else None), x
+    if target is F.scaled_dot_product_attention:
+        return _attention(args, kwargs), x
     return None, None
+
+
+def _reduce(shape: tuple[int, ...], args: tuple, kwargs: dict) -> tuple[int, ...] | None:
+    """``x.mean(dim, keepdim)`` / ``x.sum(...)`` with explicit dimensions."""
+    dim = args[0] if args else kwargs.get("dim")
+    keepdim = args[1] if len(args) > 1 else kwargs.get("keepdim", False)
+    if set(kwargs) - {"dim", "keepdim"} or len(args) > 2 or not isinstance(keepdim, bool) or not shape:
+        return None
+    dims = (dim,) if isinstance(dim, int) else dim
+    if not isinstance(dims, (tuple, list)) or not dims or not all(isinstance(d, int) for d in dims):
+        return None
+    if any(not -len(shape) <= d < len(shape) for d in dims):
+        return None
+    dims = {d % len(shape) for d in dims}
+    return tuple(1 if i in dims else s for i, s in enumerate(shape) if keepdim or i not in dims)
+
+
+def _attention(args: tuple, kwargs: dict) -> tuple[int, ...] | None:
+    """``F.scaled_dot_product_attention``: the query's shape with the value's last dimension."""
+    names = ("query", "key", "value")
+    if len(args) > 3 or set(kwargs) - {"attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa", *names}:
+        return None
+    q, k, v = (*args, *(kwargs.get(n) for n in names[len(args):]))
+    if not all(_is_meta(t) and t.dim() >= 2 for t in (q, k, v)):
+        return None
+    if not q.dtype == k.dtype == v.dtype or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        return None
+    return (*q.shape[:-1], v.shape[-1])
 
 
 def _cat(tensors: list, dim: Any) -> tuple[int, ...] | None:
