@@ -24,7 +24,6 @@ The folder defaults to ``.noiselint_cache`` in the working directory (like ``.ru
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import enum
 import hashlib
@@ -194,45 +193,27 @@ def _is_local(path: str, roots: Sequence[str], installed: Sequence[str]) -> bool
 
 @contextmanager
 def local_imports(roots: Sequence[str]) -> Iterator[set[str]]:
-    """Collect the files of project-local modules imported in the block (including ones already loaded).
+    """Collect the files of project-local modules first imported in the block, then forget them.
 
     A module is local when its file lies under one of ``roots`` and outside installed packages and
-    noiselint itself. Local modules first imported in the block are dropped from ``sys.modules``
-    at the end, so the next target in the same process imports its own copy.
+    noiselint itself. They are dropped from ``sys.modules`` at the end, so the next target linted
+    in the same process imports its own copy (and is seen importing it).
     """
     before = set(sys.modules)
-    named: set[str] = set()
-    original = builtins.__import__
-
-    def tracking_import(name, globals=None, locals=None, fromlist=(), level=0):
-        module = original(name, globals, locals, fromlist, level)
-        try:
-            absolute = importlib.util.resolve_name("." * level + name, (globals or {}).get("__package__")) \
-                if level else name
-        except (ImportError, ValueError):
-            return module
-        named.add(absolute)
-        named.update(f"{absolute}.{item}" for item in fromlist or () if isinstance(item, str))
-        return module
-
     files: set[str] = set()
-    prefixes = tuple(os.path.join(os.path.realpath(r), "") for r in roots)
-    installed = _installed_roots()
-    builtins.__import__ = tracking_import
     try:
         yield files
     finally:
-        builtins.__import__ = original
-        new = set(sys.modules) - before
-        for name in new | named:
-            path = getattr(sys.modules.get(name), "__file__", None)
+        prefixes = tuple(os.path.join(os.path.realpath(r), "") for r in roots)
+        installed = _installed_roots()
+        for name in set(sys.modules) - before:
+            path = getattr(sys.modules[name], "__file__", None)
             if not isinstance(path, str) or not os.path.isabs(path):  # torch._ops has __file__ "_ops.py"
                 continue
             path = os.path.realpath(path)
             if _is_local(path, prefixes, installed):
                 files.add(path)
-                if name in new:
-                    del sys.modules[name]
+                del sys.modules[name]
 
 
 def dependencies(target: str, local_files: set[str]) -> dict[str, str] | None:

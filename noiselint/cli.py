@@ -208,6 +208,7 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
 def list_rules(rules_dir) -> None:
     """List every rule: code, name, family, default severity and summary."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from noiselint import config, registry
@@ -218,7 +219,7 @@ def list_rules(rules_dir) -> None:
         _fail(str(exc))
     table = Table("code", "name", "family", "severity", "what it does", box=None, pad_edge=False)
     for cls in classes:
-        table.add_row(cls.code, cls.name, cls.family, cls.severity.label, cls.summary())
+        table.add_row(cls.code, cls.name, cls.family, cls.severity.label, escape(cls.summary()))
     Console(highlight=False).print(table)
 
 

@@ -106,6 +106,10 @@ class FormulaShapeProp(torch.fx.Interpreter):
     def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
         module = self.fetch_attr(target)
         x = args[0] if len(args) == 1 and not kwargs else None
+        if type(module) in (nn.LSTM, nn.GRU, nn.RNN) and _is_meta(x):
+            outputs = _recurrent(module, x)
+            if outputs is not None:
+                return outputs
         shape = module_shape(module, x.shape) if _is_meta(x) else None
         if shape is None:
             return super().call_module(target, args, kwargs)
@@ -163,6 +167,27 @@ def module_shape(module: nn.Module, shape: Sequence[int]) -> tuple[int, ...] | N
         size = _tuple(module.output_size, n)
         return (*shape[:2], *(s if o is None else o for s, o in zip(shape[2:], size, strict=True)))
     return None
+
+
+def _recurrent(module: nn.Module, x: torch.Tensor) -> tuple | None:
+    """``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``) for a batched input and no initial state.
+
+    A meta LSTM runs step by step through python decompositions: seconds on a long sequence.
+    """
+    if x.dim() != 3 or x.shape[-1] != module.input_size:
+        return None
+    directions = 2 if module.bidirectional else 1
+    batch, length = (x.shape[0], x.shape[1]) if module.batch_first else (x.shape[1], x.shape[0])
+    hidden = getattr(module, "proj_size", 0) or module.hidden_size
+    output = (batch, length, directions * hidden) if module.batch_first else (length, batch, directions * hidden)
+    states = directions * module.num_layers, batch
+
+    def empty(*shape: int) -> torch.Tensor:
+        return torch.empty(shape, dtype=x.dtype, device="meta")
+
+    if type(module) is nn.LSTM:
+        return empty(*output), (empty(*states, hidden), empty(*states, module.hidden_size))
+    return empty(*output), empty(*states, hidden)
 
 
 def _conv(module: nn.Module, shape: tuple[int, ...], n: int) -> tuple[int, ...] | None:

@@ -33,7 +33,12 @@ def stride_of(data: dict) -> int:
 
 
 def _reaches_input(graph: ModelGraph, node_id: str) -> bool:
-    """True when the node's input comes from the model input through transparent ops only."""
+    """True when the node's input comes from the model input through transparent ops only.
+
+    Where shapes are known, only tensor-carrying edges are followed: a deep layer whose reshape
+    reads the input's height and width (``H, W = x.shape[-2:]``) is not fed by the input.
+    """
+    has_shapes = any(data["shape"] is not None for _, data in graph.nodes())
     frontier = graph.predecessors(node_id)
     seen = set()
     while frontier:
@@ -44,7 +49,7 @@ def _reaches_input(graph: ModelGraph, node_id: str) -> bool:
         data = graph.node(current)
         if data["op"] == Op.INPUT:
             return True
-        if data["op"] in _TRANSPARENT:
+        if data["op"] in _TRANSPARENT and (data["shape"] is not None or not has_shapes):
             frontier.extend(graph.predecessors(current))
     return False
 
@@ -96,7 +101,11 @@ def _branches(graph: ModelGraph, node_id: str, fed: set[str]) -> bool:
 
 
 def detect_architecture(graph: ModelGraph) -> None:
+    """``vit``, ``hybrid`` or ``cnn`` from the ops, and from module class names for attention that
+    tracing dissolved into matmuls (Swin's ``WindowAttention``)."""
     ops = {data["op"] for _, data in graph.nodes()}
+    if any("Attention" in name for name in graph.metadata.get("module_types", ())):
+        ops.add(Op.ATTENTION)
     if Op.PATCH_EMBED in ops and Op.ATTENTION in ops:
         graph.architecture = "vit"
     elif Op.ATTENTION in ops and ops & Op.CONVOLUTIONS:

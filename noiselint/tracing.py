@@ -77,6 +77,7 @@ def _model_graph(model, name, graph, level, input_size, preprocessing, notes) ->
         notes=notes,
         weights=weights,
         parameters=_parameter_loaders(model, graph) if weights else {},
+        metadata={"module_types": sorted({type(m).__name__ for m in model.modules()})},
     )
 
 
@@ -118,6 +119,10 @@ def _meta_input(model: nn.Module, input_size: tuple[int, int, int]) -> torch.Ten
 # --------------------------------------------------------------------------- fx
 
 
+#: Modules kept whole in the graph, so rules see a blur or an attention layer rather than its parts.
+_OPAQUE_OPS = frozenset({Op.BLUR, Op.ATTENTION})
+
+
 class _LeafTracer(torch.fx.Tracer):
     """fx tracer that keeps timm's registered leaf modules and functions opaque."""
 
@@ -133,7 +138,8 @@ class _LeafTracer(torch.fx.Tracer):
         self._leaf_types = leaf_types
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
+        return (isinstance(m, self._leaf_types) or module_op(m)[0] in _OPAQUE_OPS
+                or super().is_leaf_module(m, module_qualified_name))
 
     def create_node(self, kind, *args, **kwargs):
         # torch's own stack recording (record_stack_traces) imports torch._dynamo, inductor and
@@ -436,7 +442,7 @@ def _eager_graph(model, x, sites, originals: Mapping[int, nn.Module] | None = No
     handles = []
     leaf_types = _LeafTracer()._leaf_types
     for path, module in model.named_modules():
-        is_leaf = not any(module.children()) or isinstance(module, leaf_types)
+        is_leaf = not any(module.children()) or isinstance(module, leaf_types) or module_op(module)[0] in _OPAQUE_OPS
         original = originals.get(id(module), module) if originals else module
         handles.append(module.register_forward_pre_hook(_pre_hook(recorder, path, is_leaf)))
         handles.append(module.register_forward_hook(_post_hook(recorder, path, module, original, is_leaf, sites)))
