@@ -27,7 +27,6 @@ from noiselint.loaders import kind_of
 
 TASKS_PER_WORKER = 400
 WORKER_MEMORY_LIMIT = 4 << 30
-SORTS = ("input", "exposure")
 _PRELOAD = {
     "python": ("torch", "noiselint.tracing"),
     "timm": ("torch", "timm", "noiselint.tracing"),
@@ -67,9 +66,8 @@ def run(
 
     def finish(index: int, reports: list[ModelReport]) -> None:
         slots[index] = reports
-        for report in reports:
-            if on_report is not None:
-                on_report(report)
+        for report in reports if on_report is not None else ():
+            on_report(report)
 
     for target in targets:
         try:

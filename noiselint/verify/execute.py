@@ -63,7 +63,7 @@ class TorchExecutor:
         self.module = module.to(device).eval()
         self.cuda = device.type == "cuda"
         self.channels_last = False
-        self.mean, self.std = _stats(preprocessing, channels, device)
+        self.scale, self.shift = _stats(preprocessing, channels, device)
         self.auto_batch = batch_size is None
         self.batch_size = batch_size or default_batch_size(
             device, preprocessing.input_size or (channels, 224, 224)
@@ -77,12 +77,9 @@ class TorchExecutor:
         layout = ", channels_last" if self.channels_last else ""
         return f"{self.device.type} ({name}), {self.precision}{layout}, torch"
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def normalize_(self, x: torch.Tensor) -> torch.Tensor:
-        """In place, in one pass: x * (1/std) - mean/std."""
-        return torch.addcmul(-self.mean / self.std, x, 1.0 / self.std, out=x)
+    def normalize(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(x - mean) / std in one pass, as x * scale + shift."""
+        return torch.addcmul(self.shift, x, self.scale, out=out)
 
     def calibrate(self, sample: torch.Tensor) -> None:
         """On CUDA, keep channels_last if the forward runs with it, bf16 if the top-1 agrees with fp32."""
@@ -173,22 +170,19 @@ class OnnxExecutor:
         self.folded = any(data["op"] == Op.NORMALIZE for _, data in graph.nodes())
         scale = float(graph.metadata.get("input_pixel_scale", 1.0))
         if self.folded:  # the graph normalizes its own input: feed pixels on its scale
-            self.mean = torch.zeros(1, channels, 1, 1, device=device)
-            self.std = torch.full((1, channels, 1, 1), 1.0 / scale, device=device)
+            self.scale = torch.full((1, channels, 1, 1), scale, device=device)
+            self.shift = torch.zeros(1, channels, 1, 1, device=device)
             self.notes.append("the ONNX graph normalizes its input itself: fed pixels, not normalized inputs")
         else:
-            self.mean, self.std = _stats(graph.preprocessing, channels, device)
+            self.scale, self.shift = _stats(graph.preprocessing, channels, device)
 
     @property
     def label(self) -> str:
         return f"onnxruntime ({self.provider}), {'fp16' if self.float16 else 'fp32'}"
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def normalize_(self, x: torch.Tensor) -> torch.Tensor:
-        """In place, in one pass: x * (1/std) - mean/std."""
-        return torch.addcmul(-self.mean / self.std, x, 1.0 / self.std, out=x)
+    def normalize(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(x - mean) / std in one pass, as x * scale + shift."""
+        return torch.addcmul(self.shift, x, self.scale, out=out)
 
     def calibrate(self, sample: torch.Tensor) -> None:
         """The ONNX file fixes its own layout and precision."""
@@ -212,10 +206,11 @@ class OnnxExecutor:
 def _stats(
     preprocessing: Preprocessing, channels: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std as (1, C, 1, 1) tensors; unknown ones leave pixels as they are (0 and 1)."""
+    """(scale, shift) = (1/std, -mean/std) as (1, C, 1, 1) tensors; unknown stats leave pixels as they are."""
     mean = preprocessing.mean or (0.0,) * channels
     std = preprocessing.std or (1.0,) * channels
     if len(mean) != channels or len(std) != channels:
         mean, std = (mean * channels)[:channels], (std * channels)[:channels]
-    shape = (1, channels, 1, 1)
-    return (torch.tensor(mean, device=device).view(shape), torch.tensor(std, device=device).view(shape))
+    mean = torch.tensor(mean, device=device).view(1, channels, 1, 1)
+    std = torch.tensor(std, device=device).view(1, channels, 1, 1)
+    return 1.0 / std, -mean / std

@@ -59,10 +59,8 @@ def probes(graph: ModelGraph, model: nn.Module) -> list[Probe]:
     return found
 
 
-def capture(
-    model: nn.Module, normalize, found: list[Probe], clean: torch.Tensor, noisy: torch.Tensor
-) -> None:
-    """Fill each probe's ``clean`` and ``noisy`` input from two forwards of ``model`` (fp32)."""
+def capture(model: nn.Module, found: list[Probe], clean: torch.Tensor, noisy: torch.Tensor) -> None:
+    """Fill each probe's ``clean`` and ``noisy`` input from two fp32 forwards of normalized inputs."""
     slot = {"name": "clean"}
 
     def hook(probe: Probe):
@@ -75,9 +73,9 @@ def capture(
     handles = [p.module.register_forward_pre_hook(hook(p)) for p in found]
     try:
         with torch.inference_mode():
-            for name, pixels in (("clean", clean), ("noisy", noisy)):
+            for name, inputs in (("clean", clean), ("noisy", noisy)):
                 slot["name"] = name
-                model(normalize(pixels))
+                model(inputs)
     finally:
         for handle in handles:
             handle.remove()

@@ -36,13 +36,24 @@ def standard_normal(
     return out
 
 
-def add_pixel_noise(
-    x: torch.Tensor, z: torch.Tensor, sigmas: tuple[float, ...], out: torch.Tensor | None = None
+def noisy_inputs(
+    u: torch.Tensor,
+    z: torch.Tensor,
+    sigmas: tuple[float, ...],
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """clip(x + sigma z, 0, 1) for every sigma, stacked sigma-major: (len(sigmas) * N, C, H, W)."""
-    out = torch.empty((len(sigmas) * len(x), *x.shape[1:]), device=x.device) if out is None else out
-    blocks = out.view(len(sigmas), *x.shape)
-    torch.addcmul(x.unsqueeze(0), _column(sigmas, x), z.unsqueeze(0), out=blocks).clamp_(0.0, 1.0)
+    """Normalized clip(x + sigma z, 0, 1) for every sigma, stacked sigma-major: (len(sigmas) * N, C, H, W).
+
+    ``u = x * scale + shift`` are the normalized clean images (scale = 1/std, shift = -mean/std, per
+    channel). Two passes: u + sigma * scale * z, then the clip to [0, 1] pixels, done on its
+    normalized bounds (shift and scale + shift), which is the same since std > 0.
+    """
+    out = torch.empty((len(sigmas) * len(u), *u.shape[1:]), device=u.device) if out is None else out
+    blocks = out.view(len(sigmas), *u.shape)
+    torch.addcmul(u.unsqueeze(0), _column(sigmas, u) * scale, z.unsqueeze(0), out=blocks)
+    blocks.clamp_(min=shift, max=scale + shift)
     return out
 
 
@@ -53,16 +64,16 @@ def correlated_inputs(
 
     Each input is standardized per image (zero mean m, unit variance s: the N(0, I) scale of the
     noise-stability definition), mixed as y = rho x + sqrt(1 - rho^2) z, then mapped back to the
-    input's own m and s: rho u + (1 - rho) m + sqrt(1 - rho^2) s z. No clipping: this lives in the
-    model's input space, not in pixels.
+    input's own m and s: rho u + (1 - rho) m + sqrt(1 - rho^2) s z (two passes). No clipping: this
+    lives in the model's input space, not in pixels.
     """
     dims = tuple(range(1, u.dim()))
     mean = u.mean(dim=dims, keepdim=True).unsqueeze(0)
-    scale = u.std(dim=dims, keepdim=True).clamp_min(1e-6).unsqueeze(0)
+    spread = u.std(dim=dims, keepdim=True).clamp_min(1e-6).unsqueeze(0)
     rho = _column(rhos, u)
     blocks = out.view(len(rhos), *u.shape)
-    torch.mul(u.unsqueeze(0), rho, out=blocks)
-    blocks.add_((1.0 - rho) * mean).addcmul_((1.0 - rho * rho).sqrt() * scale, z.unsqueeze(0))
+    torch.addcmul((1.0 - rho) * mean, rho, u.unsqueeze(0), out=blocks)
+    blocks.addcmul_((1.0 - rho * rho).sqrt() * spread, z.unsqueeze(0))
     return out
 
 

@@ -21,8 +21,8 @@ from noiselint.verify.metrics import SweepAccumulator
 from noiselint.verify.noise import (
     PIXEL_STREAM,
     RHO_STREAM,
-    add_pixel_noise,
     correlated_inputs,
+    noisy_inputs,
     standard_normal,
 )
 from noiselint.verify.options import VerifyError, VerifyOptions
@@ -147,12 +147,12 @@ def sweep(executor, images: ImageSet, options: VerifyOptions, rhos: tuple[float,
             + [len(indices) * len(sigmas)] * draws
             + [len(indices) * len(rhos)] * (draws if rhos else 0)
         )
-        clean = executor.normalize_(blocks[0].copy_(x))
+        clean = executor.normalize(x, out=blocks[0])
         for draw in range(draws):
             z = standard_normal(
                 shape, indices, seed=options.seed, stream=PIXEL_STREAM, draw=draw, device=device
             )
-            executor.normalize_(add_pixel_noise(x, z, sigmas, out=blocks[1 + draw]))
+            noisy_inputs(clean, z, sigmas, executor.scale, executor.shift, out=blocks[1 + draw])
         for draw in range(draws if rhos else 0):
             z = standard_normal(
                 shape, indices, seed=options.seed, stream=RHO_STREAM, draw=draw, device=device
@@ -199,7 +199,8 @@ def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport
         device=device,
     )
     found = gain_probes.probes(graph, module)
-    gain_probes.capture(module, executor.normalize, found, clean, add_pixel_noise(clean, z, (sigma,)))
+    clean = executor.normalize(clean)
+    gain_probes.capture(module, found, clean, noisy_inputs(clean, z, (sigma,), executor.scale, executor.shift))
     found = [p for p in found if p.clean is not None]
     meter = gain_probes.GainMeter(options.seed)
     gains = tuple(gain_probes.node_gain(p, meter, sigma) for p in found)
