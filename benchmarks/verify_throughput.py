@@ -88,13 +88,17 @@ def main() -> None:
     )
     best = {name: (min(w for w, _ in times), min(c for _, c in times)) for name, times in runs.items()}
     for name, (wall, cpu) in best.items():
-        print(f"{name + ':':17s}{forwards / wall:9.1f} images/s wall ({wall:.2f} s), "
-              f"{forwards / cpu:9.1f} images per CPU-second ({cpu:.2f} s)")
+        print(
+            f"{name + ':':17s}{forwards / wall:9.1f} images/s wall ({wall:.2f} s), "
+            f"{forwards / cpu:9.1f} images per CPU-second ({cpu:.2f} s)"
+        )
     (verify_wall, verify_cpu), (plain_wall, plain_cpu) = best["verify sweep"], best["plain inference"]
     paired = median(p[0] / v[0] for v, p in zip(runs["verify sweep"], runs["plain inference"], strict=True))
-    print(f"ratio (verify / plain images per s): best runs {plain_wall / verify_wall:.3f} wall, "
-          f"{plain_cpu / verify_cpu:.3f} CPU time; median of {args.repeats} back-to-back pairs "
-          f"{paired:.3f} (goal >= 0.90)")
+    print(
+        f"ratio (verify / plain images per s): best runs {plain_wall / verify_wall:.3f} wall, "
+        f"{plain_cpu / verify_cpu:.3f} CPU time; median of {args.repeats} back-to-back pairs "
+        f"{paired:.3f} (goal >= 0.90)"
+    )
 
 
 def timed(function, device: torch.device) -> tuple[float, float]:

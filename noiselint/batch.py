@@ -25,7 +25,7 @@ from noiselint.errors import NoiselintError, one_line
 from noiselint.findings import ModelReport, Report
 from noiselint.loaders import kind_of
 
-TASKS_PER_WORKER = 400
+TASKS_PER_WORKER = 1000
 WORKER_MEMORY_LIMIT = 4 << 30
 _PRELOAD = {
     "python": ("torch", "noiselint.tracing"),

@@ -246,8 +246,8 @@ def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None
 def _function_shape(target: Any, args: tuple, kwargs: dict, *, method: bool) -> tuple[Any, Any]:
     """(shape, a tensor to take the dtype from) for simple functions and methods, else (None, None)."""
     x = args[0] if args else None
-    if target is torch.cat and len(args) == 2 and not kwargs and isinstance(x, (list, tuple)):
-        return _cat(list(x), args[1]), x[0] if x else None
+    if target is torch.cat and isinstance(x, (list, tuple)) and len(args) + len(kwargs) <= 2 and set(kwargs) <= {"dim"}:
+        return _cat(list(x), args[1] if len(args) > 1 else kwargs.get("dim", 0)), x[0] if x else None
     if not _is_meta(x) or not x.dtype.is_floating_point:
         return None, None
     shape = tuple(x.shape)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import itertools
 import os
 import sys
 import textwrap
@@ -24,17 +25,19 @@ from noiselint.graph import SourceLocation
 
 def display_path(path: str) -> str:
     """``path`` relative to the working directory when inside it, else absolute."""
+    return _display_path(path, os.getcwd())
+
+
+@functools.lru_cache(maxsize=4096)  # called for every module built: relpath is slow
+def _display_path(path: str, cwd: str) -> str:
     absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute)
+    relative = os.path.relpath(absolute, cwd)
     return absolute if relative.startswith("..") else relative
 
 
 def _location(frame: FrameType) -> SourceLocation:
-    column = 1
-    positions = list(frame.f_code.co_positions())
-    index = frame.f_lasti // 2
-    if 0 <= index < len(positions) and positions[index][2] is not None:
-        column = positions[index][2] + 1
+    position = next(itertools.islice(frame.f_code.co_positions(), frame.f_lasti // 2, None), None)
+    column = position[2] + 1 if position is not None and position[2] is not None else 1
     return SourceLocation(display_path(frame.f_code.co_filename), frame.f_lineno, column)
 
 

@@ -64,7 +64,7 @@ def trace(
 def _model_graph(model, name, graph, level, input_size, preprocessing, notes) -> ModelGraph:
     leaf_paths = {path for path, module in model.named_modules() if not any(module.children())}
     covered = {data["module_path"] for _, data in graph.nodes(data=True) if data["shape"] is not None}
-    covered_leaves = {path for path in leaf_paths if any(_within(path, c) for c in covered if c is not None)}
+    covered_leaves = {path for path in leaf_paths if _covered(path, covered)}
     coverage = len(covered_leaves) / len(leaf_paths) if leaf_paths else 1.0
     weights = any(p.device.type != "meta" for p in model.parameters())
     return ModelGraph(
@@ -105,8 +105,10 @@ def _tensors_of(module: nn.Module, names: Mapping[str, str]) -> dict:
     return {key: t.detach().float().cpu().numpy() for key, t in tensors.items() if t is not None}
 
 
-def _within(path: str, ancestor: str) -> bool:
-    return path == ancestor or ancestor == "" or path.startswith(ancestor + ".")
+def _covered(path: str, covered: set) -> bool:
+    """True when ``path`` or one of its ancestors (``""`` is the root) is in ``covered``."""
+    parts = path.split(".")
+    return "" in covered or any(".".join(parts[:i]) in covered for i in range(1, len(parts) + 1))
 
 
 def _meta_input(model: nn.Module, input_size: tuple[int, int, int]) -> torch.Tensor:

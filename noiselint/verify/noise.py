@@ -36,47 +36,55 @@ def standard_normal(
     return out
 
 
-def noisy_inputs(
-    u: torch.Tensor,
-    z: torch.Tensor,
-    sigmas: tuple[float, ...],
-    scale: torch.Tensor,
-    shift: torch.Tensor,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Normalized clip(x + sigma z, 0, 1) for every sigma, stacked sigma-major: (len(sigmas) * N, C, H, W).
+class InputBuilder:
+    """Writes a chunk's normalized model inputs into a preallocated buffer, with no host-device sync.
 
-    ``u = x * scale + shift`` are the normalized clean images (scale = 1/std, shift = -mean/std, per
-    channel). Two passes: u + sigma * scale * z, then the clip to [0, 1] pixels, done on its
-    normalized bounds (shift and scale + shift), which is the same since std > 0.
+    ``scale`` and ``shift`` normalize pixels (1/std and -mean/std, (1, C, 1, 1) tensors on the
+    device); every per-sigma and per-rho coefficient is made once here, so building a chunk only
+    launches kernels and a GPU never waits for the host between batches.
     """
-    out = torch.empty((len(sigmas) * len(u), *u.shape[1:]), device=u.device) if out is None else out
-    blocks = out.view(len(sigmas), *u.shape)
-    torch.addcmul(u.unsqueeze(0), _column(sigmas, u) * scale, z.unsqueeze(0), out=blocks)
-    blocks.clamp_(min=shift, max=scale + shift)
-    return out
 
+    def __init__(
+        self, sigmas: tuple[float, ...], rhos: tuple[float, ...], scale: torch.Tensor, shift: torch.Tensor
+    ) -> None:
+        device = scale.device
+        self.sigmas, self.rhos = tuple(sigmas), tuple(rhos)
+        self.sigma_scale = torch.tensor(self.sigmas, device=device).view(-1, 1, 1, 1, 1) * scale.unsqueeze(0)
+        low, high = shift.flatten().tolist(), (scale + shift).flatten().tolist()
+        self.bounds = list(zip(low, high, strict=True))
+        rho = torch.tensor(self.rhos, device=device).view(-1, 1, 1, 1, 1)
+        self.rho, self.rho_mean, self.rho_noise = rho, 1.0 - rho, (1.0 - rho * rho).sqrt()
 
-def correlated_inputs(
-    u: torch.Tensor, z: torch.Tensor, rhos: tuple[float, ...], out: torch.Tensor
-) -> torch.Tensor:
-    """rho-correlated copies of normalized model inputs ``u``, stacked rho-major into ``out``.
+    def noisy(self, u: torch.Tensor, z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized clip(x + sigma z, 0, 1) for every sigma, sigma-major: (len(sigmas) * N, C, H, W).
 
-    Each input is standardized per image (zero mean m, unit variance s: the N(0, I) scale of the
-    noise-stability definition), mixed as y = rho x + sqrt(1 - rho^2) z, then mapped back to the
-    input's own m and s: rho u + (1 - rho) m + sqrt(1 - rho^2) s z (two passes). No clipping: this
-    lives in the model's input space, not in pixels.
-    """
-    dims = tuple(range(1, u.dim()))
-    mean = u.mean(dim=dims, keepdim=True).unsqueeze(0)
-    spread = u.std(dim=dims, keepdim=True).clamp_min(1e-6).unsqueeze(0)
-    rho = _column(rhos, u)
-    blocks = out.view(len(rhos), *u.shape)
-    torch.addcmul((1.0 - rho) * mean, rho, u.unsqueeze(0), out=blocks)
-    blocks.addcmul_((1.0 - rho * rho).sqrt() * spread, z.unsqueeze(0))
-    return out
+        ``u`` are the normalized clean images. Two passes: u + sigma * scale * z, then the clip to
+        [0, 1] pixels on its normalized bounds (the same clip, since std > 0), per channel when the
+        channels differ (clamp with scalar bounds is many times faster than with tensor bounds).
+        """
+        if out is None:
+            out = torch.empty((len(self.sigmas) * len(u), *u.shape[1:]), device=u.device)
+        blocks = out.view(len(self.sigmas), *u.shape)
+        torch.addcmul(u.unsqueeze(0), self.sigma_scale, z.unsqueeze(0), out=blocks)
+        if len(set(self.bounds)) == 1:
+            blocks.clamp_(*self.bounds[0])
+        else:
+            for channel, (low, high) in enumerate(self.bounds):
+                blocks[:, :, channel].clamp_(low, high)
+        return out
 
+    def correlated(self, u: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """rho-correlated copies of normalized model inputs ``u``, rho-major, into ``out``.
 
-def _column(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
-    """``values`` shaped (len, 1, 1, ...) to broadcast against a stack of ``like``."""
-    return torch.tensor(values, device=like.device, dtype=like.dtype).view(-1, *([1] * like.dim()))
+        Each input is standardized per image (zero mean m, unit variance s: the N(0, I) scale of the
+        noise-stability definition), mixed as y = rho x + sqrt(1 - rho^2) z, then mapped back to the
+        input's own m and s: rho u + (1 - rho) m + sqrt(1 - rho^2) s z (two passes). No clipping:
+        this lives in the model's input space, not in pixels.
+        """
+        dims = tuple(range(1, u.dim()))
+        mean = u.mean(dim=dims, keepdim=True).unsqueeze(0)
+        spread = u.std(dim=dims, keepdim=True).clamp_min(1e-6).unsqueeze(0)
+        blocks = out.view(len(self.rhos), *u.shape)
+        torch.addcmul(self.rho_mean * mean, self.rho, u.unsqueeze(0), out=blocks)
+        blocks.addcmul_(self.rho_noise * spread, z.unsqueeze(0))
+        return out

@@ -18,13 +18,7 @@ from noiselint.verify import gains as gain_probes
 from noiselint.verify.data import ImageSet, load_images
 from noiselint.verify.execute import OnnxExecutor, TorchExecutor, pick_device
 from noiselint.verify.metrics import SweepAccumulator
-from noiselint.verify.noise import (
-    PIXEL_STREAM,
-    RHO_STREAM,
-    correlated_inputs,
-    noisy_inputs,
-    standard_normal,
-)
+from noiselint.verify.noise import PIXEL_STREAM, RHO_STREAM, InputBuilder, standard_normal
 from noiselint.verify.options import VerifyError, VerifyOptions
 from noiselint.verify.report import NodeGain, Sweep, Verification, WhatIf
 from noiselint.verify.weights import load_again, materialize
@@ -129,14 +123,19 @@ class SweepRun:
 
 
 def sweep(executor, images: ImageSet, options: VerifyOptions, rhos: tuple[float, ...], progress) -> SweepRun:
-    """Clean, noisy (every sigma and draw) and rho-correlated forwards of every image, in full batches."""
+    """Clean, noisy (every sigma and draw) and rho-correlated forwards of every image, in full batches.
+
+    One chunk's logits are copied to the host while the next chunk runs (pinned memory and an event
+    on CUDA), so the device is not left waiting for the bookkeeping.
+    """
     device, count = executor.device, len(images)
     shape = tuple(images.images.shape[1:])
     sigmas, draws = tuple(options.sigmas), options.draws
     per_image = 1 + len(sigmas) * draws + len(rhos) * draws
+    builder = InputBuilder(sigmas, rhos, executor.scale, executor.shift)
     accumulator = SweepAccumulator(count, sigmas, rhos, draws, images.labels)
     progress.start(count * per_image)
-    started, start, forwards = time.perf_counter(), 0, 0
+    started, start, pending = time.perf_counter(), 0, None
     while start < count:
         rows = slice(start, min(count, start + images_per_stack(executor.batch_size, per_image)))
         indices = range(rows.start, rows.stop)
@@ -152,28 +151,57 @@ def sweep(executor, images: ImageSet, options: VerifyOptions, rhos: tuple[float,
             z = standard_normal(
                 shape, indices, seed=options.seed, stream=PIXEL_STREAM, draw=draw, device=device
             )
-            noisy_inputs(clean, z, sigmas, executor.scale, executor.shift, out=blocks[1 + draw])
+            builder.noisy(clean, z, out=blocks[1 + draw])
         for draw in range(draws if rhos else 0):
             z = standard_normal(
                 shape, indices, seed=options.seed, stream=RHO_STREAM, draw=draw, device=device
             )
-            correlated_inputs(clean, z, rhos, out=blocks[1 + draws + draw])
-        logits = executor.run(stack).split(len(indices))
-        accumulator.add_clean(rows, logits[0])
-        if images.labels is not None and start == 0 and int(images.labels.max()) >= logits[0].shape[1]:
-            images.drop_labels(f"the model has {logits[0].shape[1]} outputs, fewer than the label values")
-            accumulator.labels = None
-        for draw in range(draws):
-            for i in range(len(sigmas)):
-                accumulator.add_noisy(rows, i, draw, logits[1 + draw * len(sigmas) + i])
-        offset = 1 + draws * len(sigmas)
-        for draw in range(draws if rhos else 0):
-            for i in range(len(rhos)):
-                accumulator.add_correlated(rows, i, draw, logits[offset + draw * len(rhos) + i])
-        forwards += len(indices) * per_image
-        progress.advance(len(indices) * per_image)
+            builder.correlated(clean, z, out=blocks[1 + draws + draw])
+        logits = _to_host(executor.run(stack))
+        if pending is not None:
+            _record(accumulator, images, *pending)
+        progress.advance(len(stack))
+        pending = (rows, *logits)
         start = rows.stop
-    return SweepRun(accumulator, accumulator.result(forwards, time.perf_counter() - started))
+    if pending is not None:
+        _record(accumulator, images, *pending)
+    return SweepRun(accumulator, accumulator.result(count * per_image, time.perf_counter() - started))
+
+
+def _to_host(logits: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    """Start copying ``logits`` to the host; on CUDA without waiting (pinned buffer and an event)."""
+    if not logits.is_cuda:
+        return logits, None
+    host = torch.empty(logits.shape, dtype=logits.dtype, pin_memory=True)
+    host.copy_(logits, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return host, event
+
+
+def _record(
+    accumulator: SweepAccumulator,
+    images: ImageSet,
+    rows: slice,
+    logits: torch.Tensor,
+    event: torch.cuda.Event | None,
+) -> None:
+    """Add one chunk's logits (clean, then every draw x sigma, then every draw x rho) to the accumulator."""
+    if event is not None:
+        event.synchronize()
+    sigmas, rhos, draws = accumulator.sigmas, accumulator.rhos, accumulator.draws
+    parts = logits.split(rows.stop - rows.start)
+    accumulator.add_clean(rows, parts[0])
+    if images.labels is not None and rows.start == 0 and int(images.labels.max()) >= parts[0].shape[1]:
+        images.drop_labels(f"the model has {parts[0].shape[1]} outputs, fewer than the label values")
+        accumulator.labels = None
+    for draw in range(draws):
+        for i in range(len(sigmas)):
+            accumulator.add_noisy(rows, i, draw, parts[1 + draw * len(sigmas) + i])
+    offset = 1 + draws * len(sigmas)
+    for draw in range(draws if rhos else 0):
+        for i in range(len(rhos)):
+            accumulator.add_correlated(rows, i, draw, parts[offset + draw * len(rhos) + i])
 
 
 def images_per_stack(batch: int, per_image: int) -> int:
@@ -200,7 +228,8 @@ def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport
     )
     found = gain_probes.probes(graph, module)
     clean = executor.normalize(clean)
-    gain_probes.capture(module, found, clean, noisy_inputs(clean, z, (sigma,), executor.scale, executor.shift))
+    noisy = InputBuilder((sigma,), (), executor.scale, executor.shift).noisy(clean, z)
+    gain_probes.capture(module, found, clean, noisy)
     found = [p for p in found if p.clean is not None]
     meter = gain_probes.GainMeter(options.seed)
     gains = tuple(gain_probes.node_gain(p, meter, sigma) for p in found)
