@@ -145,11 +145,18 @@ class OnnxExecutor:
     """Run an ONNX file with onnxruntime (CUDA provider when present and asked for)."""
 
     def __init__(
-        self, path: str, device: torch.device, graph: ModelGraph, channels: int, batch_size: int | None
+        self,
+        path: str,
+        device: torch.device,
+        graph: ModelGraph,
+        preprocessing: Preprocessing,
+        channels: int,
+        batch_size: int | None,
     ) -> None:
         require("onnxruntime", "--verify on an ONNX model")
         import onnxruntime as ort
 
+        self.device = torch.device("cpu")  # inputs go to onnxruntime as numpy arrays
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -158,23 +165,23 @@ class OnnxExecutor:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise VerifyError(f"{path}: onnxruntime cannot run it ({one_line(exc)})") from None
         self.provider = self.session.get_providers()[0]
-        self.device = device
-        self.precision = "fp32"
         self.notes: list[str] = []
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         self.float16 = "float16" in first.type
-        fixed = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
-        self.batch_size = fixed or batch_size or default_batch_size(torch.device("cpu"), (channels, 224, 224))
+        self.fixed_batch = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
+        self.batch_size = (
+            self.fixed_batch or batch_size or default_batch_size(self.device, (channels, 224, 224))
+        )
         self.nhwc = graph.metadata.get("input_layout") == "NHWC"
         self.folded = any(data["op"] == Op.NORMALIZE for _, data in graph.nodes())
         scale = float(graph.metadata.get("input_pixel_scale", 1.0))
         if self.folded:  # the graph normalizes its own input: feed pixels on its scale
-            self.scale = torch.full((1, channels, 1, 1), scale, device=device)
-            self.shift = torch.zeros(1, channels, 1, 1, device=device)
+            self.scale = torch.full((1, channels, 1, 1), scale)
+            self.shift = torch.zeros(1, channels, 1, 1)
             self.notes.append("the ONNX graph normalizes its input itself: fed pixels, not normalized inputs")
         else:
-            self.scale, self.shift = _stats(graph.preprocessing, channels, device)
+            self.scale, self.shift = _stats(preprocessing, channels, self.device)
 
     @property
     def label(self) -> str:
@@ -194,13 +201,13 @@ class OnnxExecutor:
         for start in range(0, len(inputs), self.batch_size):
             batch = inputs[start : start + self.batch_size]
             size = len(batch)
-            if size < self.batch_size and self.session.get_inputs()[0].shape[0] == self.batch_size:
+            if self.fixed_batch and size < self.fixed_batch:  # pad to the batch size the file fixes
                 batch = torch.cat([batch, batch[-1:].expand(self.batch_size - size, -1, -1, -1)])
             array = (batch.permute(0, 2, 3, 1) if self.nhwc else batch).contiguous().cpu().numpy()
             array = array.astype(np.float16 if self.float16 else np.float32)
             result = self.session.run(None, {self.input_name: array})[0]
             outputs.append(torch.from_numpy(np.asarray(result, dtype=np.float32))[:size])
-        return torch.cat(outputs).flatten(1).to(self.device)
+        return torch.cat(outputs).flatten(1)
 
 
 def _stats(

@@ -69,14 +69,14 @@ def verify_model(model: ModelReport, options: VerifyOptions, device: torch.devic
         preprocessing = replace(preprocessing, input_size=DEFAULT_INPUT_SIZE)
     images = load_images(options.data, preprocessing, options.images, options.seed)
     channels = images.images.shape[1]
-    if device.type == "cuda":  # keep the images on the GPU when they take under a quarter of its free memory
-        fits = images.images.numel() * 4 < torch.cuda.mem_get_info(device)[0] // 4
-        images.images = images.images.to(device) if fits else images.images.pin_memory()
     if built.module is not None:
         executor = TorchExecutor(built.module, device, preprocessing, channels, options.batch_size)
     else:
-        executor = OnnxExecutor(built.onnx_path, device, graph, channels, options.batch_size)
-    executor.calibrate(executor.normalize(images.images[:64].to(device)))
+        executor = OnnxExecutor(built.onnx_path, device, graph, preprocessing, channels, options.batch_size)
+    if executor.device.type == "cuda":  # keep the images on the GPU if under a quarter of its free memory
+        fits = images.images.numel() * 4 < torch.cuda.mem_get_info(executor.device)[0] // 4
+        images.images = images.images.to(executor.device) if fits else images.images.pin_memory()
+    executor.calibrate(executor.normalize(images.images[:64].to(executor.device)))
     with ProgressBar(options.progress, model.model) as progress:
         base = sweep(executor, images, options, options.rhos, progress)
         findings, gains, what_ifs = model.findings, (), ()
