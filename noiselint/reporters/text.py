@@ -58,8 +58,8 @@ def render(report: Report, stream: TextIO) -> None:
                 f"  {escape(location(finding))} [{style}]{finding.code}[/] {finding.rule}{where} "
                 f"{escape(finding.message)}"
             )
-            if finding.estimate is not None:
-                console.print(f"      [dim]estimate: {escape(finding.estimate.summary())}[/]")
+            estimate = f"; estimate: {escape(finding.estimate.summary())}" if finding.estimate else ""
+            console.print(f"      [{style}]{finding.severity.label}[/][dim]{estimate}[/]")
         for error in model.rule_errors:
             console.print(f"  [red]rule {error.code} crashed:[/] {escape(error.error)}")
         if model.verification is not None:
