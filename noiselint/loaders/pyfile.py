@@ -58,10 +58,18 @@ def load_python_file(path: str, name: str | None, *, device: str = "meta") -> li
 
 @contextmanager
 def _importable(folder: str):
+    """The model's folder on ``sys.path``, and no bytecode written for what it imports.
+
+    Python trusts a ``.pyc`` whose source has the same size and modification second, so a file
+    edited twice within a second (``MaxPool2d`` -> ``AvgPool2d``) could run stale: writing none keeps
+    a re-lint after an edit honest.
+    """
     sys.path.insert(0, folder)
+    write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         yield
     finally:
+        sys.dont_write_bytecode = write_bytecode
         if folder in sys.path:
             sys.path.remove(folder)
 
