@@ -224,7 +224,8 @@ class _Worker:
         self.deadline: float | None = None
 
     def stop(self) -> int | None:
-        """End the process (killing it if needed); its exit code."""
+        """End the process (killing it if it does not end within a second); its exit code."""
+        self.process.join(1)
         if self.process.is_alive():
             self.process.kill()
         self.process.join()

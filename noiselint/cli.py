@@ -7,14 +7,16 @@ or above ``--fail-on``, 2 usage or load errors.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from noiselint import __version__
 from noiselint.errors import NoiselintError
+from noiselint.reporters import REPORTERS
 
-FORMATS = ("text", "concise", "json", "jsonl", "sarif", "github", "markdown")
+FORMATS = tuple(REPORTERS)
 
 
 class _DefaultCommandGroup(click.Group):
@@ -166,6 +168,9 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
             rules_dirs=rules_dir, baseline=baseline_file, hook=hook,
         )
         outputs = [(reporters.get(run.format), output), *((reporters.get(f), p) for f, p in extra_reports)]
+        for _, path in outputs:  # fail before linting, not after
+            if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+                raise NoiselintError(f"{path}: cannot write the report: its folder does not exist")
         known = baseline.load(run.baseline) if run.baseline and not write_baseline else None
         verify_options = _verify_settings(verify)
         live = None

@@ -88,7 +88,7 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as stream:
             return tomllib.load(stream)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it: {exc.strerror}") from None

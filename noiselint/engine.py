@@ -6,7 +6,9 @@ that crashes becomes a ``RuleError`` record; neither stops the other targets.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +75,8 @@ def lint_target(target: str, rules: Sequence[Rule], options: Options) -> Iterato
         return
     for name in names:
         try:
-            models = load(name)
+            with _exits_raise():
+                models = load(name)
         except NoModelError as exc:
             if not options.skip_no_model:
                 yield ModelReport(target=target, model=name, load_error=str(exc))
@@ -81,8 +84,32 @@ def lint_target(target: str, rules: Sequence[Rule], options: Options) -> Iterato
         except NoiselintError as exc:
             yield ModelReport(target=target, model=name, load_error=str(exc))
             continue
+        except SystemExit as exc:
+            yield ModelReport(target=target, model=name, load_error=_exit_message(name, exc))
+            continue
         for loaded in models:
-            yield lint_loaded(loaded, rules, options)
+            with _exits_raise():
+                report = lint_loaded(loaded, rules, options)
+            yield report
+
+
+@contextmanager
+def _exits_raise():
+    """While a model's own code runs, ``os._exit`` raises ``SystemExit`` instead of ending noiselint."""
+    original = os._exit
+
+    def refuse(code: int) -> None:
+        raise SystemExit(code)
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = original
+
+
+def _exit_message(name: str, exc: SystemExit) -> str:
+    return f"{name}: the model's code called sys.exit({exc.code!r}) (or os._exit) while noiselint built or traced it"
 
 
 def lint_loaded(loaded: LoadedModel, rules: Sequence[Rule], options: Options) -> ModelReport:
@@ -94,6 +121,8 @@ def lint_loaded(loaded: LoadedModel, rules: Sequence[Rule], options: Options) ->
     except Exception as exc:  # noqa: BLE001 - reading a model must never end the run
         return ModelReport(target=loaded.target, model=loaded.name,
                            load_error=f"{loaded.name}: could not read the model: {one_line(exc)}")
+    except SystemExit as exc:
+        return ModelReport(target=loaded.target, model=loaded.name, load_error=_exit_message(loaded.name, exc))
     return suppression.apply(check_graph(graph, rules, target=loaded.target), graph, rules, options.per_file_ignores)
 
 
@@ -135,7 +164,8 @@ def check_graph(graph: ModelGraph, rules: Sequence[Rule], *, target: str) -> Mod
         notes=tuple(graph.notes),
     )
     return ModelReport(target=target, model=graph.name, findings=tuple(findings), rule_errors=tuple(errors),
-                       graph=summary, preprocessing=graph.preprocessing, exposure=exposure(findings))
+                       graph=summary, preprocessing=graph.preprocessing,
+                       exposure=exposure(findings) if rules and graph.trace_level != "structural" else None)
 
 
 def exposure(findings: Iterable[Finding]) -> float:

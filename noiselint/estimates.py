@@ -155,11 +155,6 @@ def var_max_normal(n: int) -> float:
     return _max_normal_moment(n, 2) - expected_max_normal(n) ** 2
 
 
-def max_pool_bias(n: int) -> float:
-    """Bias of max pooling over n values of pure noise, in units of s: E[max] (positive)."""
-    return expected_max_normal(n)
-
-
 def max_pool_mse(n: int) -> float:
     """MSE of max pooling over n noise-only values, in units of s^2: E[max]^2 + Var[max]."""
     return expected_max_normal(n) ** 2 + var_max_normal(n)
@@ -646,21 +641,11 @@ def patch_weight_estimate(
 # Model-level exposure
 
 
-def exposure_term(estimate: Estimate) -> float | None:
-    """The stage factor an estimate contributes to :func:`combine_exposure`, or None if unknown.
-
-    Its ``current`` value as a noise-variance factor: Lipschitz bounds are squared to be one.
-    """
-    if estimate.current is None:
-        return None
-    return estimate.current**2 if "lipschitz" in estimate.quantity.lower() else estimate.current
-
-
 def advice_term(estimate: Estimate) -> float | None:
     """The noise-variance factor a finding's advice would remove: 1/factor, or None if unknown.
 
-    A Lipschitz factor is squared first, as in :func:`exposure_term`. 1 means the advice changes
-    nothing; 4 means following it cuts that stage's noise variance fourfold.
+    A Lipschitz factor is squared first (a bound on sigma, not on variance). 1 means the advice
+    changes nothing; 4 means following it cuts that stage's noise variance fourfold.
     """
     sigma = estimate.sigma_factor
     if sigma is None or not sigma > 0:
@@ -671,12 +656,12 @@ def advice_term(estimate: Estimate) -> float | None:
 def combine_exposure(stage_factors: Iterable[float]) -> float:
     """Static noise exposure of a model: log10 of the product of its per-stage variance factors.
 
-    Each factor is a stage's current noise-variance (or MSE) factor against passing noise unchanged
-    (1.0): the stem's mean-filter gain 1/k^2 (patch 1/p^2), each downsampling's 1 or 1/s^2, a
-    pooling stage's MSE (max: E[max]^2 + Var[max], average: 1/n), the normalization's Lipschitz
-    factor squared. 0 means neutral, higher means more exposed. A heuristic ranking figure (basis
-    analytic, each stage under its own assumptions): it treats the stages as independent, although
-    noise leaving a filter is no longer white, and ignores everything between them.
+    The engine feeds it each finding's :func:`advice_term`, the noise-variance reduction that
+    following that finding would bring at its stage (a 3x3 max pool: 23x; CLIP std: 1.913^2).
+    0 means no finding with a known gain; each unit is a further tenfold of noise variance that the
+    guidelines would remove. A heuristic ranking figure (basis analytic, each stage under its own
+    assumptions): it treats the stages as independent, although noise leaving a filter is no longer
+    white, and ignores everything between them. It ranks models; it does not predict accuracy.
     """
     total = 0.0
     for factor in stage_factors:

@@ -68,10 +68,10 @@ class Estimate:
         """One line: the factor, its sigma equivalent and its basis."""
         if self.factor is None:
             return f"{self.quantity}: gain unknown ({self.basis.value})"
-        text = f"{self.quantity} x{self.factor:.3g} (input sigma x{self.sigma_factor:.3g}) [{self.basis.value}]"
-        if self.measured_factor is not None:
-            text += f", measured x{self.measured_factor:.3g}"
-        return text
+        predicted = f"x{self.factor:.3g} (input sigma x{self.sigma_factor:.3g})"
+        if self.measured_factor is None:
+            return f"{self.quantity} {predicted} [{self.basis.value}]"
+        return f"{self.quantity}: predicted {predicted}, measured x{self.measured_factor:.3g} [{self.basis.value}]"
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,11 @@ class ModelReport:
     def ok(self) -> bool:
         return self.load_error is None
 
+    @property
+    def untraced(self) -> bool:
+        """No tracing level could run the forward: only the layer list was read (exit code 2)."""
+        return self.graph is not None and self.graph.trace_level == "structural"
+
 
 @dataclass(frozen=True)
 class Report:
@@ -149,8 +154,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 clean, 1 findings at or above ``fail_on``, 2 a model failed to load or a rule crashed."""
-        if any(not m.ok or m.rule_errors for m in self.models):
+        """0 clean, 1 findings at or above ``fail_on``, 2 a model failed to load or to trace, or a rule crashed."""
+        if any(not m.ok or m.rule_errors or m.untraced for m in self.models):
             return 2
         if any(f.severity >= self.fail_on for f in self.findings):
             return 1

@@ -22,9 +22,12 @@ Analyses (``noiselint.passes``) run once and write further keys onto nodes; rule
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from noiselint.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only: importing networkx costs ~0.3 s on a warm-cache run
     import networkx as nx
@@ -86,6 +89,20 @@ class Preprocessing:
     test_input_size: tuple[int, int, int] | None = None
     crop_pct: float | None = None
     origin: str = "unknown"
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and not (1 <= len(values) <= 4 and all(math.isfinite(v) for v in values)):
+                raise UsageError(f"{name} must be 1 to 4 finite numbers (one per channel), got {values}")
+        if self.std is not None and min(self.std) <= 0:
+            raise UsageError(f"std must be positive, got {self.std}")
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+            raise UsageError(f"mean has {len(self.mean)} channels but std has {len(self.std)}")
+        for name in ("input_size", "test_input_size"):
+            size = getattr(self, name)
+            if size is not None and (len(size) != 3 or min(size) <= 0):
+                raise UsageError(f"{name} must be (C, H, W) with positive sizes, got {size}")
 
     def merged(self, override: Preprocessing) -> Preprocessing:
         """Fields set in ``override`` win; the origin lists both sources."""

@@ -37,10 +37,6 @@ from noiselint.sites import display_path
 EAGER_CPU_PARAMETER_LIMIT = 50_000_000
 
 
-class _TraceFailed(Exception):
-    pass
-
-
 def trace(
     model: nn.Module,
     name: str,

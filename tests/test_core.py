@@ -127,7 +127,8 @@ def test_untraceable_forward_falls_back_to_structure():
     (model,) = report.models
     assert model.graph.trace_level == "structural" and model.graph.coverage == 0.0
     assert [f.module_path for f in model.findings] == ["pool"]
-    assert report.exit_code == 1
+    assert model.exposure is None
+    assert report.exit_code == 2  # an untraceable model is an error, even with findings from its layers
 
 
 BAD_INPUTS = [
@@ -140,6 +141,11 @@ BAD_INPUTS = [
     ("bad/import_error.py", "ModuleNotFoundError"),
     ("bad/weights.pth", "checkpoint holds weights"),
     ("bad/corrupt.onnx", "corrupt.onnx"),
+    ("bad/exit_at_import.py", "called sys.exit(0)"),
+    ("bad/exit_in_init.py:Net", "called sys.exit(5)"),
+    ("bad/raises_in_init.py", "Net() failed: RuntimeError: needs a dataset on disk"),
+    ("bad/bad_std.py", "std must be positive"),
+    ("bad/needs_args.py:1abc", "not a Python name"),
 ]
 
 
@@ -224,3 +230,22 @@ def test_stem_ends_after_the_first_downsampling_stage(target, last_stem_layer):
         assert layers[-1]["module_path"] == last_stem_layer
     else:  # ONNX: conv, then max pool
         assert [d["op"] for d in layers] == [Op.CONV, Op.MAX_POOL]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [(["--std", "0,0,0"], "std must be positive"), (["--std", "nan,1,1"], "finite"),
+     (["--mean", "0.5,0.5", "--std", "0.5,0.5,0.5"], "mean has 2 channels"),
+     (["--input-size", "0"], "positive sizes"), (["-o", "/nonexistent/folder/report.txt"], "does not exist")],
+)
+def test_bad_options_are_usage_errors(options, message):
+    result = run(MODELS / "robust_net.py", *options)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert message in result.output and "finding" not in result.output  # nothing was linted
+
+
+def test_config_that_is_not_utf8_is_a_usage_error(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_bytes(b"\xff\xfe")
+    result = run(MODELS / "robust_net.py", "--config", config)
+    assert result.exit_code == 2 and "invalid TOML" in result.output

@@ -145,7 +145,6 @@ def test_pooling_table_to_four_decimals(
 ) -> None:
     n = k * k
     assert est.expected_max_normal(n) == pytest.approx(e_max, abs=5e-5)
-    assert est.max_pool_bias(n) == est.expected_max_normal(n)
     assert est.var_max_normal(n) == pytest.approx(v_max, abs=5e-5)
     assert est.max_pool_mse(n) == pytest.approx(mse_max, abs=5e-5)
     assert est.avg_pool_mse(n) == pytest.approx(mse_avg, abs=5e-5)
@@ -419,32 +418,29 @@ def test_patch_nullspace_estimate() -> None:
 # ---------------------------------------------------------------------------------------- exposure
 
 
-def _cnn_exposure(pool: str) -> float:
-    """7x7/s2 stem, 3x3/s2 pool (max or average), ImageNet std."""
-    pool_term = est.max_pool_estimate((3, 3)).current if pool == "max" else est.avg_pool_mse(9)
-    norm = est.exposure_term(est.normalization_estimate(est.IMAGENET_STD))
-    return est.combine_exposure([est.box_filter_gain(7), pool_term, norm])
-
-
-def _vit_exposure(patch: int, std: tuple[float, ...]) -> float:
-    terms = [est.box_filter_gain(patch), est.exposure_term(est.normalization_estimate(std))]
-    return est.combine_exposure(terms)
+def _exposure(*findings) -> float:
+    """A model's exposure as the engine computes it, from its findings' estimates."""
+    return est.combine_exposure(t for t in map(est.advice_term, findings) if t is not None)
 
 
 def test_exposure_ranks_models() -> None:
-    assert _cnn_exposure("max") > _cnn_exposure("avg")
-    assert _cnn_exposure("max") - _cnn_exposure("avg") == pytest.approx(math.log10(2.5626 * 9), abs=1e-4)
-    assert _vit_exposure(32, est.INCEPTION_STD) < _vit_exposure(16, est.INCEPTION_STD)
-    assert _vit_exposure(16, est.CLIP_STD) > _vit_exposure(16, est.INCEPTION_STD)
+    imagenet_std = est.normalization_estimate(est.IMAGENET_STD)
+    with_max_pool = _exposure(est.max_pool_estimate((3, 3)), imagenet_std)
+    with_avg_pool = _exposure(imagenet_std)  # average pooling: no finding
+    assert with_max_pool - with_avg_pool == pytest.approx(math.log10(2.5626 * 9), abs=1e-4)
+    b16 = _exposure(est.patch_nullspace_estimate(16, 3, 768, proposed_patch=32))
+    b32 = _exposure()  # ViT-B/32 has a nullspace: no finding
+    assert b32 < b16
+    assert _exposure(est.normalization_estimate(est.CLIP_STD)) > _exposure()
 
 
 def test_exposure_definition() -> None:
     assert est.combine_exposure([]) == 0.0
     assert est.combine_exposure([10.0, 0.1, 100.0]) == pytest.approx(2.0)
     clip = est.normalization_estimate(est.CLIP_STD)
-    assert est.exposure_term(clip) == pytest.approx(clip.current**2)
-    assert est.exposure_term(est.max_pool_estimate((3, 3))) == pytest.approx(2.5626, abs=5e-5)
-    assert est.exposure_term(est.resolution_estimate(384, 224)) is None
+    assert est.advice_term(clip) == pytest.approx(clip.current**2)
+    assert est.advice_term(est.max_pool_estimate((3, 3))) == pytest.approx(2.5626 * 9, abs=5e-4)
+    assert est.advice_term(est.resolution_estimate(384, 224)) is None
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="positive and finite"):
             est.combine_exposure([1.0, bad])

@@ -59,7 +59,7 @@ def test_annotations_for_findings_info_and_errors(tmp_path: Path, monkeypatch):
         f"%0Aestimate: {github.escape_data(json_estimate(pool))}"
     )
     assert out[2] == "::error title=noiselint could not lint ../models/missing.py::../models/missing.py: no such file"
-    assert out[3] == "2 findings in 2 models (1 warning, 1 info); 1 failed to load."
+    assert out[3] == "2 findings in 1 model (1 warning, 1 info); 1 failed to load."
 
 
 def json_estimate(finding: dict) -> str:
@@ -73,7 +73,7 @@ def test_markdown_summary(tmp_path: Path, monkeypatch):
     result = CliRunner().invoke(main, [str(MODELS / "resnet_maxpool.py"), "missing.py", "--select", "NL301",
                                        "--format", "markdown"])
     text = result.stdout
-    assert text.startswith("## noiselint\n\n1 finding in 2 models (1 warning); 1 failed to load.\n")
+    assert text.startswith("## noiselint\n\n1 finding in 1 model (1 warning); 1 failed to load.\n")
     assert "| Severity | Rule | Location | Model | Module | Message |" in text
     assert "| warning | `NL301` max-pooling | `" in text and "| maxpool | 3x3 max pooling" in text
     assert "### Errors\n\n- `missing.py`: missing.py: no such file\n" in text

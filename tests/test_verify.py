@@ -130,7 +130,7 @@ def test_text_output_states_noise_model_and_caveat():
     text = result.stdout
     assert "added in memory (not through a saved JPEG)" in text
     assert "not the same as training with the change" in text
-    assert "node noise gains" in text and "[measured], measured x" in text
+    assert "node noise gains" in text and ": predicted x" in text and "[measured]" in text
 
 
 def test_same_seed_repeats_and_another_differs():

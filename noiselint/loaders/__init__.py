@@ -50,6 +50,8 @@ def split_python_target(target: str) -> tuple[str, str | None]:
     path, sep, name = target.rpartition(":")
     if sep and path and name.isidentifier():
         return path, name
+    if sep and path.endswith(".py") and Path(path).is_file():
+        raise LoadError(f"{target}: {name!r} after ':' is not a Python name (use {path}:NAME)")
     return target, None
 
 

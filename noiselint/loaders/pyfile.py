@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from noiselint.errors import LoadError, one_line
+from noiselint.errors import LoadError, NoiselintError, one_line
 from noiselint.graph import Preprocessing
 from noiselint.loaders import LoadedModel
 
@@ -39,7 +39,7 @@ def load_python_file(path: str, name: str | None, *, device: str = "meta") -> li
     folder = str(Path(path).resolve().parent)
     with recording(prefer=[folder]) as sites, torch.device(device), skip_meta_init(), _importable(folder):
         module = _import_file(path)
-        preprocessing = _file_preprocessing(module)
+        preprocessing = _file_preprocessing(path, module)
         if name is not None:
             built = [(name, _build(path, module, name))]
         else:
@@ -117,7 +117,7 @@ def _build(path: str, module: ModuleType, name: str) -> Any:
             f"factory that builds it, and pass weights to --verify with --weights"
         )
     if not callable(value):
-        raise LoadError(f"{path}:{name} is a {type(value).__name__}, not an nn.Module or a factory")
+        raise LoadError(f"{path}:{name} is of type {type(value).__name__}, not an nn.Module or a factory")
     missing = _required_parameters(value)
     if missing:
         raise LoadError(
@@ -128,6 +128,8 @@ def _build(path: str, module: ModuleType, name: str) -> Any:
         built = value()
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
         raise LoadError(f"{path}:{name}() failed: {one_line(exc)}") from None
+    except SystemExit as exc:
+        raise LoadError(f"{path}:{name}() called sys.exit({exc.code!r})") from None
     if not isinstance(built, nn.Module):
         raise LoadError(f"{path}:{name}() returned a {type(built).__name__}, not an nn.Module")
     return built
@@ -170,14 +172,17 @@ def _discover(path: str, module: ModuleType) -> list[tuple[str, Any]]:
         for attr, value in vars(module).items()
         if _is_module_class(value) and value.__module__ == module.__name__ and not _required_parameters(value)
     }
-    built = {}
+    built, failures = {}, {}
     for attr, cls in classes.items():
         try:
             built[attr] = cls()
-        except Exception:  # noqa: BLE001 - a class that cannot build alone is a building block
-            continue
+        except Exception as exc:  # noqa: BLE001 - a class that cannot build alone may be a building block
+            failures[attr] = one_line(exc)
     used = {type(sub) for model in built.values() for sub in list(model.modules())[1:]}
     roots = [(attr, model) for attr, model in built.items() if type(model) not in used]
+    if not roots and failures:
+        raise LoadError(f"{path}: no model could be built: "
+                        + "; ".join(f"{attr}() failed: {error}" for attr, error in failures.items()))
     if not roots:
         found = ", ".join(_candidates(module)) or "no nn.Module classes or instances"
         raise NoModelError(
@@ -188,16 +193,26 @@ def _discover(path: str, module: ModuleType) -> list[tuple[str, Any]]:
 
 
 def _as_size(value: Any) -> tuple[int, int, int] | None:
+    """``INPUT_SIZE`` as (C, H, W): it may be H, (H, W) or (C, H, W)."""
     if value is None:
         return None
     if isinstance(value, int):
         return (3, value, value)
     value = tuple(int(v) for v in value)
-    return value if len(value) == 3 else (3, *value[-2:])
+    if len(value) not in (2, 3):
+        raise ValueError(f"expected H, (H, W) or (C, H, W), got {len(value)} numbers")
+    return value if len(value) == 3 else (3, *value)
 
 
-def _file_preprocessing(module: ModuleType) -> Preprocessing:
+def _file_preprocessing(path: str, module: ModuleType) -> Preprocessing:
     """MEAN / STD / INPUT_SIZE constants, or a torchvision ``Normalize`` among the file's globals."""
+    try:
+        return _constants_preprocessing(module)
+    except (TypeError, ValueError, NoiselintError) as exc:
+        raise LoadError(f"{path}: bad MEAN / STD / INPUT_SIZE: {exc}") from None
+
+
+def _constants_preprocessing(module: ModuleType) -> Preprocessing:
     mean = getattr(module, "MEAN", None)
     std = getattr(module, "STD", None)
     origin = "module constants"

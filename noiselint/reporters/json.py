@@ -44,7 +44,7 @@ def model_dict(model: ModelReport) -> dict[str, Any]:
     return {
         "target": model.target,
         "model": model.model,
-        "status": "ok" if model.ok else "error",
+        "status": "error" if not model.ok else "untraced" if model.untraced else "ok",
         "error": model.load_error,
         "graph": asdict(model.graph) if model.graph else None,
         "preprocessing": asdict(model.preprocessing) if model.preprocessing else None,

@@ -20,7 +20,7 @@ def _console(stream: TextIO) -> Console:
 
 def location(finding: Finding) -> str:
     if finding.location is None:
-        return f"{finding.model}:1:1"
+        return finding.model
     return str(finding.location)
 
 
@@ -38,7 +38,7 @@ def _header(model: ModelReport) -> str:
         f"preprocessing {stats}",
     ]
     if model.exposure is not None:
-        parts.append(f"noise exposure {model.exposure:.3g}")
+        parts.append(f"noise exposure {model.exposure:.3g} (log10, heuristic)")
     return f"[bold]{escape(model.model)}[/]  [dim]({escape('; '.join(parts))})[/]"
 
 
@@ -49,6 +49,9 @@ def render(report: Report, stream: TextIO) -> None:
             console.print(f"[red]error:[/] {escape(model.load_error)}")
             continue
         console.print(_header(model))
+        if model.untraced:
+            console.print(f"  [red]error:[/] {escape(model.model)}: no tracing level could run its forward "
+                          "(see the notes); the findings below come from its layer list alone")
         for note in model.graph.notes if model.graph else ():
             console.print(f"  [dim]note: {escape(note)}[/]")
         for finding in model.findings:
@@ -103,10 +106,13 @@ def summary_line(report: Report) -> str:
     failed = sum(not m.ok for m in report.models)
     counts = Counter(f.severity for f in findings)
     detail = ", ".join(f"{counts[s]} {s.label}" for s in sorted(counts, reverse=True))
-    text = f"{len(findings)} finding{'s' * (len(findings) != 1)} in {len(report.models)} model" + (
-        "s" * (len(report.models) != 1))
+    linted = len(report.models) - failed
+    untraced = sum(m.untraced for m in report.models)
+    text = f"{len(findings)} finding{'s' * (len(findings) != 1)} in {linted} model{'s' * (linted != 1)}"
     if detail:
         text += f" ({detail})"
+    if untraced:
+        text += f"; [red]{untraced} could not be traced[/]"
     if failed:
         text += f"; [red]{failed} failed to load[/]"
     return text + "."

@@ -63,7 +63,9 @@ def materialize(report: ModelReport, weights: str | None) -> Materialized:
             "agreement describe an untrained network; pass --weights CKPT"
         )
         return Materialized(module=module, weights="random initialization", notes=[note])
-    return Materialized(module=module, weights="as the model file builds the model")
+    return Materialized(module=module, weights=(
+        "as the model file builds the model; if the file loads no trained weights it is randomly "
+        "initialized, and these figures say nothing about a trained model"))
 
 
 def read_state_dict(path: str) -> dict[str, Any]:
