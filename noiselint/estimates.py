@@ -12,7 +12,7 @@ Pure functions: numpy only at import time, no scipy, no torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,6 @@ from noiselint.findings import Basis, Estimate
 
 GUIDELINES_REF = "arXiv:2509.20939"  # Kim et al. 2025, noise-robust vision design rules
 NULLSPACE_REF = "arXiv:2403.10476"  # Liu et al. 2024, patch-embedding nullspace of ViTs
-NOISE_STABILITY_REF = "arXiv:2602.08287"  # Haris et al. 2026, noise stability
 ROBUST_LAYERS_REF = "arXiv:2603.12799"  # robustness of vision(-language) models lives in shallow layers
 
 INCEPTION_STD = (0.5, 0.5, 0.5)
@@ -53,23 +52,6 @@ def filter_noise_gain(kernel: np.ndarray) -> float:
 def box_filter_gain(k: int) -> float:
     """Gain of a k x k mean filter: 1/k^2, the least sum(h^2) of any k x k filter with sum(h) = 1."""
     return 1.0 / _positive_int("k", k) ** 2
-
-
-def gaussian_kernel(k: int, sigma: float | None = None) -> np.ndarray:
-    """k x k Gaussian sampled at integer offsets from the centre, normalized to sum 1 (sigma = k/4)."""
-    k = _positive_int("k", k)
-    sigma = k / 4 if sigma is None else float(sigma)
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma!r}")
-    x = np.arange(k) - (k - 1) / 2
-    h = np.exp(-(x**2) / (2 * sigma**2))
-    h /= h.sum()
-    return np.outer(h, h)
-
-
-def gaussian_filter_gain(k: int, sigma: float | None = None) -> float:
-    """sum(h^2) of :func:`gaussian_kernel`: 0.162 at k=3 and 0.031 at k=7 with sigma = k/4."""
-    return filter_noise_gain(gaussian_kernel(k, sigma))
 
 
 def _check_stack(kernels: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
@@ -265,45 +247,6 @@ def batchnorm_gain(gamma: np.ndarray, running_var: np.ndarray, eps: float = 1e-5
     """Per-channel variance factor of an eval-mode BatchNorm: (gamma / sqrt(running_var + eps))^2."""
     gamma = np.asarray(gamma, dtype=np.float64)
     return gamma**2 / (np.asarray(running_var, dtype=np.float64) + eps)
-
-
-# --------------------------------------------------------------------------------------------------
-# Noise stability (standard definition; not confirmed from arXiv:2602.08287's body)
-
-
-def correlated_noise(x: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
-    """A rho-correlated copy of x: y = rho x + sqrt(1 - rho^2) z with z ~ N(0, I) from ``rng``."""
-    if not -1.0 <= rho <= 1.0:
-        raise ValueError(f"rho must lie in [-1, 1], got {rho!r}")
-    x = np.asarray(x, dtype=np.float64)
-    return rho * x + math.sqrt(1.0 - rho * rho) * rng.standard_normal(x.shape)
-
-
-def noise_stability(
-    f: Callable[[np.ndarray], np.ndarray],
-    x: np.ndarray,
-    rho: float,
-    rng: np.random.Generator,
-    draws: int = 1,
-) -> float:
-    """Monte Carlo Stab_rho[f] = E<f(x), f(y)>, y = :func:`correlated_noise` of x.
-
-    ``x`` is a batch (m, ...) of inputs (the standard definition draws them from N(0, I)); ``f`` maps
-    a batch to a batch (m, ...). The mean runs over the m rows and ``draws`` y per row.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    fx = np.asarray(f(x), dtype=np.float64).reshape(len(x), -1)
-    total = 0.0
-    for _ in range(_positive_int("draws", draws)):
-        fy = np.asarray(f(correlated_noise(x, rho, rng)), dtype=np.float64).reshape(len(x), -1)
-        total += float(np.mean(np.sum(fx * fy, axis=1)))
-    return total / draws
-
-
-def linear_noise_stability(matrix: np.ndarray, rho: float) -> float:
-    """Exact Stab_rho of f(x) = A x with x ~ N(0, I): rho * ||A||_F^2."""
-    a = np.asarray(matrix, dtype=np.float64)
-    return rho * float(np.sum(a * a))
 
 
 # --------------------------------------------------------------------------------------------------

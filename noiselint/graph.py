@@ -97,7 +97,7 @@ class Preprocessing:
                 raise UsageError(f"{name} must be 1 to 4 finite numbers (one per channel), got {values}")
         if self.std is not None and min(self.std) <= 0:
             raise UsageError(f"std must be positive, got {self.std}")
-        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+        if self.mean is not None and self.std is not None and 1 < len(self.mean) != len(self.std) > 1:
             raise UsageError(f"mean has {len(self.mean)} channels but std has {len(self.std)}")
         for name in ("input_size", "test_input_size"):
             size = getattr(self, name)
@@ -105,13 +105,17 @@ class Preprocessing:
                 raise UsageError(f"{name} must be (C, H, W) with positive sizes, got {size}")
 
     def merged(self, override: Preprocessing) -> Preprocessing:
-        """Fields set in ``override`` win; the origin lists both sources."""
-        values = {
-            name: getattr(override, name) if getattr(override, name) is not None else getattr(self, name)
-            for name in ("mean", "std", "input_size", "test_input_size", "crop_pct")
-        }
-        used_override = any(getattr(override, name) is not None for name in values)
-        origin = self.origin if not used_override else f"{override.origin} over {self.origin}"
+        """Fields set in ``override`` win; the origin says which field came from where."""
+        names = ("mean", "std", "input_size", "test_input_size", "crop_pct")
+        overridden = [name for name in names if getattr(override, name) is not None]
+        kept = [name for name in names if name not in overridden and getattr(self, name) is not None]
+        values = {name: getattr(override if name in overridden else self, name) for name in names}
+        if not overridden:
+            origin = self.origin
+        elif not kept:
+            origin = override.origin
+        else:
+            origin = f"{', '.join(overridden)} from {override.origin}, {', '.join(kept)} from {self.origin}"
         return Preprocessing(**values, origin=origin)
 
 

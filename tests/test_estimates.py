@@ -52,23 +52,12 @@ def test_box_filter_gain_monte_carlo(noise_image: np.ndarray, k: int) -> None:
     _assert_close(_power(_filter(noise_image, kernel)), est.box_filter_gain(k))
 
 
-@pytest.mark.parametrize(("k", "expected"), [(3, 0.162), (7, 0.031)])
-def test_gaussian_filter_gain_matches_research_and_monte_carlo(
-    noise_image: np.ndarray, k: int, expected: float
-) -> None:
-    gain = est.gaussian_filter_gain(k)
-    assert round(gain, 3) == expected
-    assert est.gaussian_kernel(k).sum() == pytest.approx(1.0)
-    _assert_close(_power(_filter(noise_image, est.gaussian_kernel(k))), gain)
-
-
 def test_box_is_the_least_noise_filter_with_unit_dc_gain() -> None:
     rng = np.random.default_rng(1)
     for k in (3, 5, 7):
         for _ in range(20):
             h = rng.random((k, k))
             assert est.filter_noise_gain(h / h.sum()) >= est.box_filter_gain(k)
-        assert est.gaussian_filter_gain(k) > est.box_filter_gain(k)
 
 
 def test_binomial_blur_gain_quoted_in_downsample_gain() -> None:
@@ -305,35 +294,6 @@ def test_patch_embed_noise_share_tolerance() -> None:
     assert est.patch_embed_noise_share(weight, rtol=1e-30).rank > 20
     with pytest.raises(ValueError, match="weight"):
         est.patch_embed_noise_share(np.ones(3))
-
-
-# -------------------------------------------------------------------------------- noise stability
-
-
-def test_correlated_noise_monte_carlo() -> None:
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal(1_000_000)
-    y = est.correlated_noise(x, 0.6, rng)
-    _assert_close(float(np.mean(x * y)), 0.6)
-    _assert_close(_power(y), 1.0)
-    with pytest.raises(ValueError, match="rho"):
-        est.correlated_noise(x, 1.5, rng)
-
-
-@pytest.mark.parametrize("rho", [0.3, 0.8])
-def test_linear_noise_stability_monte_carlo(rho: float) -> None:
-    rng = np.random.default_rng(12)
-    a = rng.standard_normal((5, 8))
-    x = rng.standard_normal((500_000, 8))
-    _assert_close(
-        est.noise_stability(lambda v: v @ a.T, x, rho, rng, draws=2), est.linear_noise_stability(a, rho)
-    )
-
-
-def test_noise_stability_of_sign_is_sheppard_formula() -> None:
-    rng = np.random.default_rng(13)
-    x = rng.standard_normal((1_000_000, 1))
-    _assert_close(est.noise_stability(np.sign, x, 0.5, rng), 2 / math.pi * math.asin(0.5))
 
 
 # ---------------------------------------------------------------------------------------- estimates
