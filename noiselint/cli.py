@@ -222,10 +222,16 @@ def list_rules(rules_dir) -> None:
         classes = registry.discover((*config.resolve().rules_dirs, *rules_dir))
     except NoiselintError as exc:
         _fail(str(exc))
-    table = Table("code", "name", "family", "severity", "what it does", box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
+    for column in ("code", "name", "family", "severity"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("what it does")
     for cls in classes:
         table.add_row(cls.code, cls.name, cls.family, cls.severity.label, escape(cls.summary()))
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped or captured: one line per rule rather than an 80-column wrap
+        console.width = 250
+    console.print(table)
 
 
 @main.command()
