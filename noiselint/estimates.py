@@ -426,6 +426,7 @@ def normalization_estimate(std: Sequence[float], reference: float = 0.5) -> Esti
     channel, worst = worst_channel(std, reference)
     return Estimate(
         quantity="pixel-space Lipschitz bound",
+        scales_sigma=True,
         factor=1.0 / worst,
         basis=Basis.ANALYTIC,
         formula=(
@@ -446,6 +447,7 @@ def unknown_normalization_estimate(reference: float = 0.5) -> Estimate:
     """Input std unknown: the Lipschitz factor max_c reference/std_c cannot be computed (factor None)."""
     return Estimate(
         quantity="pixel-space Lipschitz bound",
+        scales_sigma=True,
         factor=None,
         basis=Basis.ANALYTIC,
         formula=f"max_c {reference:g}/std_c needs the input std, which is unknown",

@@ -57,12 +57,13 @@ class Estimate:
     current: float | None = None
     proposed: float | None = None
     measured_factor: float | None = None
+    scales_sigma: bool = False  # the quantity scales like the noise sigma (a Lipschitz bound), not its variance
 
     @property
     def sigma_factor(self) -> float | None:
         if self.factor is None:
             return None
-        return self.factor if "lipschitz" in self.quantity.lower() else self.factor**0.5
+        return self.factor if self.scales_sigma else self.factor**0.5
 
     def summary(self) -> str:
         """One line: the factor, its sigma equivalent and its basis."""

@@ -28,6 +28,7 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
             "quantity": estimate.quantity,
             "factor": estimate.factor,
             "sigma_factor": estimate.sigma_factor,
+            "scales_sigma": estimate.scales_sigma,
             "current": estimate.current,
             "proposed": estimate.proposed,
             "measured_factor": estimate.measured_factor,
