@@ -66,7 +66,9 @@ def render(report: Report, stream: TextIO) -> None:
         for error in model.rule_errors:
             console.print(f"  [red]rule {error.code} crashed:[/] {escape(error.error)}")
         if model.verification is not None:
-            model.verification.render_text(console)
+            from noiselint.reporters.verify_text import render_verification
+
+            render_verification(model.verification, console)
         console.print()
     if len(report.models) > 1:
         console.print(summary_table(report))

@@ -167,7 +167,7 @@ def _natural(size, crop: float, limit: int, seed: int) -> ImageSet:
         torch.stack(images),
         None,
         names,
-        "natural images shipped by scikit-image, scikit-learn and matplotlib (label-free)",
+        "natural images shipped by scikit-image, scikit-learn and matplotlib",
         notes,
     )
 
@@ -225,7 +225,7 @@ def _folder(root: Path, size, crop: float, limit: int, seed: int) -> ImageSet:
         images.append(to_model_input(array, size, crop))
         names.append(str(path.relative_to(root)))
     labels = torch.tensor([files[i][1] for i in picked]) if classes else None
-    kind = f"{len(classes)} class folders" if classes else "a flat folder, label-free"
+    kind = f"{len(classes)} class folders" if classes else "a flat folder"
     return ImageSet(torch.stack(images), labels, names, f"{root} ({kind})", notes)
 
 
