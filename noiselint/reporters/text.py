@@ -78,7 +78,10 @@ def render(report: Report, stream: TextIO) -> None:
 
 def summary_table(report: Report) -> Table:
     """One row per model: how it was read, its findings by severity, its noise exposure."""
-    table = Table("model", "graph", "shapes", "errors", "warnings", "info", "exposure", box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("model", overflow="fold")  # wrapped, never cut: the name is how a row is found
+    for column in ("graph", "shapes", "errors", "warnings", "info", "exposure"):
+        table.add_column(column, no_wrap=True)
     for model in report.models:
         counts = Counter(f.severity for f in model.findings)
         graph = model.graph
@@ -86,7 +89,7 @@ def summary_table(report: Report) -> Table:
             escape(model.model), graph.trace_level if graph else "[red]failed[/]",
             f"{graph.coverage:.0%}" if graph else "",
             *(str(counts[s]) for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)),
-            f"{model.exposure:.3g}" if model.exposure is not None else "",
+            f"{model.exposure:.3g}" if model.exposure is not None else "unknown" if graph else "",
         )
     return table
 
