@@ -1,13 +1,15 @@
-"""The Python API: ``noiselint.lint(model_or_target, ...)`` and ``noiselint.assert_clean(...)``."""
+"""The Python API: ``noiselint.lint(model_or_target, ...)``, ``noiselint.assert_clean(...)``, and
+:func:`check`, the whole ``noiselint check`` run (batches, cache, ``--verify``, baseline) that the CLI calls."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from noiselint.engine import lint_loaded, lint_target, make_rules
-from noiselint.findings import Report
+from noiselint.engine import Options, lint_loaded, lint_target, make_rules
+from noiselint.findings import ModelReport, Report
 from noiselint.graph import Preprocessing
 from noiselint.loaders import LoadedModel
 
@@ -77,3 +79,50 @@ def assert_clean(model: Any, **kwargs: Any) -> Report:
             lines.append(f"{result.model}: rule {error.code} crashed: {error.error}")
     raise AssertionError(f"noiselint: {len(lines)} problem(s) at or above {report.fail_on.label}:\n  "
                          + "\n  ".join(lines))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How :func:`check` runs: worker processes, per-target timeout, order, cache folder (None: no cache)."""
+
+    jobs: int | None = None
+    timeout: float | None = None
+    sort: str = "input"
+    cache_dir: str | None = None
+    progress: bool = False
+
+
+def check(
+    targets: Sequence[str],
+    options: Options,
+    settings: RunSettings = RunSettings(),
+    *,
+    verify: Any = None,
+    baseline: str | os.PathLike | None = None,
+    on_report: Callable[[ModelReport], None] | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Report:
+    """Lint ``targets`` in batches (answered from the cache where unchanged), measure them when
+    ``verify`` (a ``VerifyOptions``) is given, and hide the findings recorded in ``baseline``.
+
+    ``on_report`` sees each model's report, baseline applied, as soon as it is linted.
+    """
+    from noiselint import baseline as baselines
+    from noiselint import batch
+    from noiselint.cache import Cache
+
+    known = baselines.load(baseline) if baseline else None
+
+    def hidden(report: Report) -> Report:
+        return baselines.apply(report, known) if known is not None else report
+
+    stream = None if on_report is None else (lambda model: on_report(hidden(Report(models=(model,))).models[0]))
+    report = batch.run(targets, options,
+                       batch.BatchSettings(jobs=settings.jobs, timeout=settings.timeout, sort=settings.sort,
+                                           progress=settings.progress),
+                       cache=Cache(settings.cache_dir, options) if settings.cache_dir else None, on_report=stream)
+    if verify is not None:
+        from noiselint.verify import verify_report
+
+        report = verify_report(report, verify, warn=warn)
+    return hidden(report)

@@ -155,8 +155,8 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
           input_size, rules_dir, config_file, isolated, baseline_file, write_baseline, hook, jobs, timeout, sort,
           cache_dir, no_cache, **verify) -> None:
     """Lint TARGETS (default: `models` in [tool.noiselint]) and report what makes them fragile to noise."""
-    from noiselint import baseline, batch, config, reporters
-    from noiselint.cache import DEFAULT_DIR, Cache
+    from noiselint import api, baseline, config, reporters
+    from noiselint.cache import DEFAULT_DIR
     from noiselint.graph import Preprocessing
 
     try:
@@ -171,27 +171,21 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
         for _, path in outputs:  # fail before linting, not after
             if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
                 raise NoiselintError(f"{path}: cannot write the report: its folder does not exist")
-        known = baseline.load(run.baseline) if run.baseline and not write_baseline else None
         verify_options = _verify_settings(verify)
         live = None
         if run.format == "jsonl" and verify_options is None and sort == "input":  # stream each model's line
             from noiselint.reporters.jsonl import LiveWriter
 
-            live, outputs = LiveWriter(output, hide=known), outputs[1:]
-        report = batch.run(run.targets, run.options,
-                           batch.BatchSettings(jobs=jobs, timeout=timeout, sort=sort, progress=sys.stderr.isatty()),
-                           cache=None if no_cache else Cache(cache_dir or DEFAULT_DIR, run.options),
-                           on_report=live.model if live else None)
-        if verify_options is not None:
-            from noiselint.verify import verify_report
-
-            report = verify_report(report, verify_options,
-                                   warn=lambda m: click.echo(f"noiselint: warning: {m}", err=True))
+            live, outputs = LiveWriter(output), outputs[1:]
+        settings = api.RunSettings(jobs=jobs, timeout=timeout, sort=sort, progress=sys.stderr.isatty(),
+                                   cache_dir=None if no_cache else cache_dir or DEFAULT_DIR)
+        report = api.check(run.targets, run.options, settings, verify=verify_options,
+                           baseline=None if write_baseline else run.baseline,
+                           on_report=live.model if live else None,
+                           warn=lambda m: click.echo(f"noiselint: warning: {m}", err=True))
         if write_baseline:
             count = baseline.write(report, write_baseline)
             click.echo(f"noiselint: recorded {count} finding(s) in {write_baseline}", err=True)
-        elif known is not None:
-            report = baseline.apply(report, known)
     except NoiselintError as exc:
         _fail(str(exc))
     if live is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from noiselint.errors import NoiselintError
 from noiselint.findings import ModelReport, Report
@@ -34,20 +34,15 @@ def render(report: Report, stream: TextIO) -> None:
 
 
 class LiveWriter:
-    """Writes model lines as they come, to ``path`` or stdout; a baseline hides findings as in the report."""
+    """Writes model lines as they come, to ``path`` or stdout."""
 
-    def __init__(self, path: str | None, hide: Any = None) -> None:
+    def __init__(self, path: str | None) -> None:
         try:
             self.stream = open(path, "w", encoding="utf-8") if path else sys.stdout
         except OSError as exc:
             raise NoiselintError(f"{path}: cannot write the report: {exc.strerror}") from None
-        self.hide = hide
 
     def model(self, model: ModelReport) -> None:
-        if self.hide is not None:
-            from noiselint import baseline
-
-            model = baseline.apply(Report(models=(model,)), self.hide).models[0]
         self.stream.write(model_line(model) + "\n")
         self.stream.flush()
 
