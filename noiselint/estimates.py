@@ -23,7 +23,9 @@ GUIDELINES_REF = "arXiv:2509.20939"  # Kim et al. 2025, noise-robust vision desi
 NULLSPACE_REF = "arXiv:2403.10476"  # Liu et al. 2024, patch-embedding nullspace of ViTs
 ROBUST_LAYERS_REF = "arXiv:2603.12799"  # robustness of vision(-language) models lives in shallow layers
 
-INCEPTION_STD = (0.5, 0.5, 0.5)
+#: Inception-style normalization std, the reference of the Lipschitz comparison.
+REFERENCE_STD = 0.5
+INCEPTION_STD = (REFERENCE_STD,) * 3
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -160,7 +162,7 @@ def avgmax_pool_mse(n: int) -> float:
 # Input normalization
 
 
-def lipschitz_factors(std: Sequence[float], reference: float = 0.5) -> tuple[float, ...]:
+def lipschitz_factors(std: Sequence[float], reference: float = REFERENCE_STD) -> tuple[float, ...]:
     """Per-channel reference/std: how much (x - mean)/std amplifies pixel noise against std=reference.
 
     A network behind (x - mean)/std sees pixel noise s as s/std_c per channel, so its pixel-space
@@ -172,7 +174,7 @@ def lipschitz_factors(std: Sequence[float], reference: float = 0.5) -> tuple[flo
     return tuple(reference / v for v in values)
 
 
-def worst_channel(std: Sequence[float], reference: float = 0.5) -> tuple[int, float]:
+def worst_channel(std: Sequence[float], reference: float = REFERENCE_STD) -> tuple[int, float]:
     """(index, factor) of the channel with the largest reference/std, the one that sets the bound."""
     factors = lipschitz_factors(std, reference)
     index = max(range(len(factors)), key=factors.__getitem__)
@@ -417,7 +419,7 @@ def subsample_estimate(stride: int) -> Estimate:
     )
 
 
-def normalization_estimate(std: Sequence[float], reference: float = 0.5) -> Estimate:
+def normalization_estimate(std: Sequence[float], reference: float = REFERENCE_STD) -> Estimate:
     """Input std -> ``reference`` (Inception 0.5): the pixel-space Lipschitz bound falls by max(ref/std).
 
     ``current`` is max_c reference/std_c (CLIP: 1.913, the abstract's 1.91x), ``proposed`` 1; the
@@ -443,7 +445,7 @@ def normalization_estimate(std: Sequence[float], reference: float = 0.5) -> Esti
     )
 
 
-def unknown_normalization_estimate(reference: float = 0.5) -> Estimate:
+def unknown_normalization_estimate(reference: float = REFERENCE_STD) -> Estimate:
     """Input std unknown: the Lipschitz factor max_c reference/std_c cannot be computed (factor None)."""
     return Estimate(
         quantity="pixel-space Lipschitz bound",

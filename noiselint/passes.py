@@ -32,13 +32,12 @@ def stride_of(data: dict) -> int:
     return max(stride) if isinstance(stride, tuple) else int(stride)
 
 
-def _reaches_input(graph: ModelGraph, node_id: str) -> bool:
+def _reaches_input(graph: ModelGraph, node_id: str, has_shapes: bool) -> bool:
     """True when the node's input comes from the model input through transparent ops only.
 
     Where shapes are known, only tensor-carrying edges are followed: a deep layer whose reshape
     reads the input's height and width (``H, W = x.shape[-2:]``) is not fed by the input.
     """
-    has_shapes = any(data["shape"] is not None for _, data in graph.nodes())
     frontier = graph.predecessors(node_id)
     seen = set()
     while frontier:
@@ -56,13 +55,14 @@ def _reaches_input(graph: ModelGraph, node_id: str) -> bool:
 
 def classify_convolutions(graph: ModelGraph) -> None:
     """Strided 1x1 convs are subsampling; a conv with kernel == stride > 1 on the input is a patch embed."""
+    has_shapes = any(data["shape"] is not None for _, data in graph.nodes())
     for node_id, data in graph.nodes(Op.CONV):
         kernel, stride = data["attrs"].get("kernel"), data["attrs"].get("stride")
         if not kernel or not stride or data["attrs"].get("transposed"):
             continue
         if all(k == 1 for k in kernel) and max(stride) > 1:
             data["op"] = Op.SUBSAMPLE
-        elif tuple(kernel) == tuple(stride) and min(kernel) > 1 and _reaches_input(graph, node_id):
+        elif tuple(kernel) == tuple(stride) and min(kernel) > 1 and _reaches_input(graph, node_id, has_shapes):
             data["op"] = Op.PATCH_EMBED
 
 

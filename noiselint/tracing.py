@@ -121,35 +121,36 @@ def _meta_input(model: nn.Module, input_size: tuple[int, int, int]) -> torch.Ten
 _OPAQUE_OPS = frozenset({Op.BLUR, Op.ATTENTION})
 
 
+def _timm_notrace() -> tuple[tuple, tuple]:
+    """timm's registered leaf module types and autowrapped functions, when the model brought timm in."""
+    if "timm" not in sys.modules:
+        return (), ()
+    from timm.layers import _fx as timm_fx
+
+    return tuple(timm_fx.get_notrace_modules()), tuple(timm_fx.get_notrace_functions())
+
+
+def _is_opaque(module: nn.Module, leaf_types: tuple) -> bool:
+    """Kept whole in the graph: a timm leaf module, a blur or an attention layer."""
+    return isinstance(module, leaf_types) or module_op(module)[0] in _OPAQUE_OPS
+
+
 class _LeafTracer(torch.fx.Tracer):
     """fx tracer that keeps timm's registered leaf modules and functions opaque."""
 
     def __init__(self) -> None:
-        leaf_types: tuple = ()
-        functions: tuple = ()
-        if "timm" in sys.modules:  # only when the model itself brought timm in
-            from timm.layers import _fx as timm_fx
-
-            leaf_types = tuple(timm_fx.get_notrace_modules())
-            functions = tuple(timm_fx.get_notrace_functions())
+        self._leaf_types, functions = _timm_notrace()
         super().__init__(autowrap_functions=functions)
-        self._leaf_types = leaf_types
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return (isinstance(m, self._leaf_types) or module_op(m)[0] in _OPAQUE_OPS
-                or super().is_leaf_module(m, module_qualified_name))
+        return _is_opaque(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
 
     def create_node(self, kind, *args, **kwargs):
         # torch's own stack recording (record_stack_traces) imports torch._dynamo, inductor and
-        # torch.export: seconds per run. The innermost frame outside torch is all we need.
+        # torch.export: seconds per run. The line of the call in the model's code is all we need.
         node = super().create_node(kind, *args, **kwargs)
         if kind in ("call_function", "call_method"):
-            frame = sys._getframe(1)
-            while frame is not None and "/torch/" in frame.f_code.co_filename:
-                frame = frame.f_back
-            if frame is not None:
-                code = frame.f_code
-                node.stack_trace = f'File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}'
+            node.meta["noiselint_source"] = _caller_location()
         return node
 
     def getattr(self, attr, attr_val, parameter_proxy_cache):
@@ -185,7 +186,7 @@ def _fx_graph(model, input_size, sites):
         kind, attrs, path = _fx_node_op(node, modules)
         source = sites.get(modules[path]) if node.op == "call_module" and path in modules else None
         if source is None and node.op in ("call_function", "call_method"):
-            source = _stack_trace_location(node.stack_trace) or (sites.get(modules.get(path)) if path else None)
+            source = node.meta.get("noiselint_source") or (sites.get(modules.get(path)) if path else None)
         add_node(graph, node.name, kind, order=order, attrs=attrs, shape=_fx_shape(node),
                  module_path=path, module_type=_fx_type(node, modules), source=source)
         order += 1
@@ -415,10 +416,15 @@ def _caller_location() -> SourceLocation | None:
     frame = sys._getframe(1)
     while frame is not None:
         path = frame.f_code.co_filename
-        if "/torch/" not in path and "/noiselint/" not in path:
+        if not path.startswith(_INTERNAL_DIRS):
             return SourceLocation(display_path(path), frame.f_lineno, 1)
         frame = frame.f_back
     return None
+
+
+#: Frames in these packages are machinery, never the model's code (a user's own checkout may be
+#: named noiselint, so the test is the installed package folders, not a path fragment).
+_INTERNAL_DIRS = tuple(os.path.dirname(package.__file__) + os.sep for package in (torch, sys.modules["noiselint"]))
 
 
 def _tensors(value) -> list[torch.Tensor]:
@@ -438,9 +444,9 @@ def _eager_graph(model, x, sites, originals: Mapping[int, nn.Module] | None = No
     recorder.order, recorder.last = 1, "input"
     recorder.producers[id(x)] = "input"
     handles = []
-    leaf_types = _LeafTracer()._leaf_types
+    leaf_types, _ = _timm_notrace()
     for path, module in model.named_modules():
-        is_leaf = not any(module.children()) or isinstance(module, leaf_types) or module_op(module)[0] in _OPAQUE_OPS
+        is_leaf = not any(module.children()) or _is_opaque(module, leaf_types)
         original = originals.get(id(module), module) if originals else module
         handles.append(module.register_forward_pre_hook(_pre_hook(recorder, path, is_leaf)))
         handles.append(module.register_forward_hook(_post_hook(recorder, path, module, original, is_leaf, sites)))

@@ -75,6 +75,8 @@ def load_torchvision(target: str, *, device: str = "meta") -> list[LoadedModel]:
     from noiselint.sites import recording
 
     name = target[len("torchvision:"):]
+    if not name:
+        raise LoadError("torchvision: give a model name, e.g. torchvision:resnet18")
     try:
         builder = tvm.get_model_builder(name)
     except ValueError:
