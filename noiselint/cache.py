@@ -167,7 +167,7 @@ def options_key(options: Any) -> str:
 
 def _versions(kind: str) -> dict[str, str | None]:
     names = {"timm": ("timm", "torch"), "torchvision": ("torchvision", "torch"), "onnx": ("onnx",),
-             "python": ("torch", "torchvision", "timm")}[kind]
+             "python": ("torch", "torchvision", "timm"), "hf": ("transformers", "torch")}[kind]
     return {name: package_version(name) for name in names}
 
 
@@ -222,6 +222,13 @@ def dependencies(target: str, local_files: set[str]) -> dict[str, str] | None:
     files = set(local_files) if kind == "python" else set()
     if kind in ("python", "onnx"):
         files.add(os.path.realpath(split_python_target(target)[0]))
+    if kind == "hf":
+        from noiselint.loaders.hf import dependency_files
+
+        hf_files = dependency_files(target)
+        if hf_files is None:
+            return None
+        files.update(hf_files)
     hashes = {path: file_hash(path) for path in sorted(files)}
     return None if None in hashes.values() else hashes
 

@@ -165,7 +165,7 @@ def _absolute_pattern(pattern: str, root: Path) -> str:
 
 def target_key(target: str, root: str | os.PathLike) -> str:
     """``target`` with a file path made absolute against ``root``; registry targets stay as they are."""
-    if kind_of(target) in ("timm", "torchvision"):
+    if kind_of(target) in ("timm", "torchvision") or target.startswith("hf:"):
         return target
     path, name = split_python_target(target)
     full = os.path.normpath(os.path.join(root, path))
@@ -176,7 +176,7 @@ def _expand_model(model: str, root: Path, fail) -> list[str]:
     """A configured target, relative to the working directory; file wildcards expanded."""
     from noiselint.sites import display_path
 
-    if kind_of(model) in ("timm", "torchvision"):
+    if kind_of(model) in ("timm", "torchvision") or model.startswith("hf:"):
         return [model]
     path, name = split_python_target(target_key(model, root))
     paths = sorted(glob.glob(path)) if glob.has_magic(path) else [path]

@@ -1,4 +1,4 @@
-"""Turn a target string into models: Python files, timm and torchvision names, ONNX files.
+"""Turn a target string into models: Python files, timm and torchvision names, ONNX files, Hugging Face models.
 
 ``load(target)`` returns :class:`LoadedModel` records. Torch models are built on the meta device
 with their construction sites recorded; ONNX files are read straight into a graph. Every failure is a
@@ -7,6 +7,7 @@ with their construction sites recorded; ONNX files are read straight into a grap
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,18 @@ class LoadedModel:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     sites: Mapping[Any, SourceLocation] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    weights: str | None = None  # where real weights came from, when the loader loaded some (verify)
 
 
 def kind_of(target: str) -> str:
-    """``timm``, ``torchvision``, ``onnx`` or ``python``, from the target's prefix or suffix."""
+    """``timm``, ``torchvision``, ``hf``, ``onnx`` or ``python``, from the target's prefix or suffix.
+
+    A folder with a ``config.json`` (what ``save_pretrained`` writes) is a Hugging Face model.
+    """
     if target.startswith("timm:"):
         return "timm"
+    if target.startswith("hf:") or os.path.isfile(os.path.join(target, "config.json")):
+        return "hf"
     if target.startswith("torchvision:"):
         return "torchvision"
     path = split_python_target(target)[0]
@@ -85,6 +92,10 @@ def load(target: str, *, device: str = "meta") -> list[LoadedModel]:
         from noiselint.loaders.zoo import load_torchvision
 
         return load_torchvision(target, device=device)
+    if kind == "hf":
+        from noiselint.loaders.hf import load_hf
+
+        return load_hf(target, device=device)
     from noiselint.loaders.pyfile import load_python_file
 
     path, name = split_python_target(target)

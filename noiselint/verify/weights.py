@@ -53,11 +53,14 @@ def materialize(report: ModelReport, weights: str | None) -> Materialized:
         return Materialized(
             onnx_path=split_python_target(report.target)[0], weights="the ONNX file's initializers"
         )
-    module = load_again(report, "cpu").module.eval()
+    loaded = load_again(report, "cpu")
+    module = loaded.module.eval()
     if weights is not None:
         apply_weights(module, weights, model)
         return Materialized(module=module, weights=f"--weights {weights}")
-    if kind in ("timm", "torchvision"):
+    if loaded.weights:  # a Hugging Face folder's own safetensors
+        return Materialized(module=module, weights=loaded.weights)
+    if kind in ("timm", "torchvision", "hf"):
         note = (
             f"{model} is built with random weights (noiselint never downloads weights): accuracy and "
             "agreement describe an untrained network; pass --weights CKPT"
