@@ -206,14 +206,16 @@ def _model_class(target: str, config: Any, transformers: Any) -> tuple[Any, Any,
     classification = modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
     vision = modeling_auto.MODEL_FOR_IMAGE_MAPPING_NAMES
     model_type = getattr(config, "model_type", "")
+    two_towers = False
     for name in getattr(config, "architectures", None) or ():
         cls = getattr(transformers, name, None)
         if cls is None:
             continue
-        if _needs_text(config, name):
-            break  # a two-tower model: lint its vision tower below
-        return cls, config, []
-    for mapping in (classification, vision):
+        two_towers = _needs_text(config, name)
+        if not two_towers:
+            return cls, config, []
+        break  # CLIPModel and the like: lint the vision tower (below)
+    for mapping in () if two_towers else (classification, vision):
         if model_type in mapping:
             return getattr(transformers, _name(mapping[model_type])), config, []
     if model_type in modeling_auto.MODEL_MAPPING_NAMES and _is_vision_config(config):
@@ -354,8 +356,8 @@ def preprocessing_from_processor(saved: Mapping[str, Any] | None, cls: Any, *, f
         return default
 
     def origin_of(*keys: str) -> str | None:
-        found = [origins[k] for k in keys if k in origins]
-        return file_origin if file_origin in found else (found[0] if found else None)
+        """Where the first of ``keys`` that has a value came from (the key that decided the field)."""
+        return next((origins[k] for k in keys if k in origins), None)
 
     fields: dict[str, Any] = {}
     field_origin: dict[str, str | None] = {}
@@ -363,15 +365,16 @@ def preprocessing_from_processor(saved: Mapping[str, Any] | None, cls: Any, *, f
     mean, std = _statistics(value, channels, notes)
     if mean is not None:
         fields["mean"], fields["std"] = mean, std
-        field_origin["mean"] = origin_of("image_mean", "do_normalize")
-        field_origin["std"] = origin_of("image_std", "do_normalize", "do_rescale", "rescale_factor")
+        normalized = value("do_normalize") is not False
+        field_origin["mean"] = origin_of(*(("image_mean",) if normalized else ()), "do_normalize", "rescale_factor")
+        field_origin["std"] = origin_of(*(("image_std",) if normalized else ()), "do_normalize", "rescale_factor")
     size, crop_pct, keys = _input_size(value, cls, notes)
     if size is not None:
         fields["input_size"] = (channels, *size)
         field_origin["input_size"] = origin_of(*keys)
     if crop_pct is not None:
         fields["crop_pct"] = crop_pct
-        field_origin["crop_pct"] = origin_of("crop_pct", *keys)
+        field_origin["crop_pct"] = origin_of(*keys) if "crop_pct" not in keys else origin_of("crop_pct")
     resample = value("resample")
     if value("do_resize") is not False and resample is not None:
         name = RESAMPLE.get(int(resample), str(resample)) if not isinstance(resample, str) else resample
@@ -432,7 +435,7 @@ def _input_size(value, cls: Any, notes: list[str]) -> tuple[tuple[int, int] | No
         resized = _height_width(size) or _edge(size)
         pct = crop_pct if crop_pct is not None else (
             round(crop_hw[0] / resized[0], 4) if resized else None)
-        return crop_hw, pct, ("crop_size", "do_center_crop", "size")
+        return crop_hw, pct, ("crop_size", "do_center_crop", "size", *(("crop_pct",) if crop_pct is not None else ()))
     if size is None:
         return None, None, ()
     hw = _height_width(size)
