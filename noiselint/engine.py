@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from noiselint import suppression
+from noiselint import evidence, suppression
 from noiselint.errors import NoiselintError, one_line
 from noiselint.findings import Finding, GraphSummary, ModelReport, Report, RuleError, Severity
 from noiselint.graph import DEFAULT_INPUT_SIZE, ModelGraph, Preprocessing
@@ -137,12 +137,45 @@ def read_graph(loaded: LoadedModel, override: Preprocessing | None = None) -> Mo
     else:
         from noiselint.tracing import trace
 
-        input_size = preprocessing.input_size or DEFAULT_INPUT_SIZE
-        graph = trace(loaded.module, loaded.name, input_size, loaded.sites, preprocessing)
+        sizes = input_sizes(loaded, preprocessing)
+        graph = trace(loaded.module, loaded.name, sizes, loaded.sites, preprocessing, loaded.constants)
         if preprocessing.input_size is None:
-            graph.notes.append("input size unknown: traced at 3x224x224 (set it with --input-size)")
+            graph.notes.append(_size_note(loaded, sizes, graph.traced_input_size))
     graph.notes.extend(loaded.notes)
     return passes.run_all(graph)
+
+
+#: Input sides tried, in order, when neither the user nor the model states its input size.
+COMMON_SIZES = (224, 32, 28, 64, 96, 128, 256, 299, 384, 512)
+
+
+def input_sizes(loaded: LoadedModel, preprocessing: Preprocessing) -> list[tuple[int, int, int]]:
+    """The input sizes to trace at: the known one, else the model's own hint, then the common sizes."""
+    if preprocessing.input_size is not None:
+        return [preprocessing.input_size]
+    channels = _input_channels(loaded.module)
+    sizes = [loaded.size_hint[0]] if loaded.size_hint else []
+    sizes += [(channels, side, side) for side in COMMON_SIZES]
+    return list(dict.fromkeys(sizes))
+
+
+def _input_channels(module: Any) -> int:
+    """The input channels of the model's first convolution (3 when it has none)."""
+    import torch.nn as nn
+
+    first = next((m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    return int(first.in_channels) if first is not None else DEFAULT_INPUT_SIZE[0]
+
+
+def _size_note(loaded: LoadedModel, sizes: Sequence[tuple[int, int, int]], traced: tuple[int, int, int]) -> str:
+    shown = "x".join(str(v) for v in traced)
+    if loaded.size_hint and traced == loaded.size_hint[0]:
+        return f"input size {shown} from {loaded.size_hint[1]} (set it with --input-size)"
+    if traced == sizes[0]:
+        return f"input size unknown: traced at {shown} (set it with --input-size)"
+    tried = ", ".join("x".join(str(v) for v in size) for size in sizes[:sizes.index(traced)])
+    return (f"input size unknown: {tried} did not fit the model; traced at {shown}, the first common size "
+            f"that fits (set it with --input-size)")
 
 
 def check_graph(graph: ModelGraph, rules: Sequence[Rule], *, target: str) -> ModelReport:
@@ -154,6 +187,7 @@ def check_graph(graph: ModelGraph, rules: Sequence[Rule], *, target: str) -> Mod
         except Exception as exc:  # noqa: BLE001 - one rule's bug must not hide the others
             errors.append(RuleError(code=rule.code, model=graph.name, error=one_line(exc)))
     findings.sort(key=lambda f: (f.location.line if f.location else 0, f.code))
+    findings = evidence.attach(findings)  # what the twin study measured for each rule (issue 10)
     summary = GraphSummary(
         trace_level=graph.trace_level,
         coverage=graph.coverage,
@@ -169,15 +203,7 @@ def check_graph(graph: ModelGraph, rules: Sequence[Rule], *, target: str) -> Mod
 
 
 def exposure(findings: Iterable[Finding]) -> float:
-    """Heuristic ranking figure: log10 of the noise-variance factor that following every finding would remove.
-
-    Each finding with a known factor contributes :func:`~noiselint.estimates.advice_term` (a 3x3 stem
-    against 7x7: 49/9; CLIP std: 1.913^2); unknown factors (resolution) contribute nothing. 0 means
-    no finding with a known gain; higher means further from the guidelines. It multiplies stages as
-    if independent and ignores everything between them, so it ranks models, it does not predict
-    accuracy. It is computed before ``noqa`` suppression: a suppressed finding still exposes the model.
-    """
-    from noiselint import estimates
-
-    terms = (estimates.advice_term(f.estimate) for f in findings if f.estimate is not None)
-    return estimates.combine_exposure(t for t in terms if t is not None)
+    """Static ranking figure, log10 of the noise variance at the logits that following the findings
+    would remove, as the twin study measured it: :func:`noiselint.evidence.exposure` (each rule once,
+    rules the study found no effect for left out). Computed before ``noqa`` suppression."""
+    return evidence.exposure(findings)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import partial
 from typing import Any
@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from noiselint.errors import one_line
 from noiselint.graph import ModelGraph, Op, Preprocessing, SourceLocation, add_node
+from noiselint.normalization import forward_normalization
 from noiselint.ops import function_op, method_op, module_op
 from noiselint.sites import display_path
 
@@ -40,21 +41,48 @@ EAGER_CPU_PARAMETER_LIMIT = 50_000_000
 def trace(
     model: nn.Module,
     name: str,
-    input_size: tuple[int, int, int],
+    input_sizes: Sequence[tuple[int, int, int]],
     sites: Mapping[nn.Module, SourceLocation],
     preprocessing: Preprocessing,
+    constants: Any = None,
 ) -> ModelGraph:
-    """The best graph any level can give for ``model`` (built on the meta device or not)."""
+    """The best graph any level can give for ``model`` (built on the meta device or not).
+
+    ``input_sizes`` are tried in order (one when the size is known; candidates when it is not):
+    the graph records the first that traces. ``constants`` (see :mod:`noiselint.build`) holds the
+    values of small tensors, from which normalization written in ``forward`` is recovered.
+    """
     failures: list[str] = []
-    for level, build in (("fx", _fx_graph), ("export", _export_graph), ("hooks", _hooks_graph)):
+    levels = (("fx", _fx_graph), ("export", partial(_first_size, _export_graph)),
+              ("hooks", partial(_first_size, _hooks_graph)))
+    for level, build in levels:
         try:
-            graph, notes = build(model, input_size, sites)
+            graph, notes, size, recovered = build(model, input_sizes, sites, constants)
         except Exception as exc:  # noqa: BLE001 - any failure moves on to the next level
             failures.append(f"{level} tracing failed ({one_line(exc)})")
             continue
-        return _model_graph(model, name, graph, level, input_size, preprocessing, failures + notes)
+        if recovered is not None:
+            preprocessing = recovered.merged(preprocessing)
+        return _model_graph(model, name, graph, level, size, preprocessing, failures + notes)
     graph, _ = _structural_graph(model, sites)
-    return _model_graph(model, name, graph, "structural", input_size, preprocessing, failures)
+    return _model_graph(model, name, graph, "structural", input_sizes[0], preprocessing, failures)
+
+
+#: Candidate input sizes tried at the export and hooks levels (each try costs seconds there).
+_SLOW_LEVEL_SIZES = 3
+
+
+def _first_size(build, model, sizes, sites, constants):
+    """``build`` at the first of ``sizes`` that traces; the first size's error when none does."""
+    first_error = None
+    for size in sizes[:_SLOW_LEVEL_SIZES]:
+        try:
+            graph, notes = build(model, size, sites)
+        except Exception as exc:  # noqa: BLE001 - a wrong size fails anywhere in the forward
+            first_error = first_error or exc
+            continue
+        return graph, notes, size, None
+    raise first_error
 
 
 def _model_graph(model, name, graph, level, input_size, preprocessing, notes) -> ModelGraph:
@@ -143,7 +171,7 @@ class _LeafTracer(torch.fx.Tracer):
         super().__init__(autowrap_functions=functions)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return _is_opaque(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
+        return _is_leaf(m, self._leaf_types)
 
     def create_node(self, kind, *args, **kwargs):
         # torch's own stack recording (record_stack_traces) imports torch._dynamo, inductor and
@@ -170,13 +198,29 @@ class _LeafTracer(torch.fx.Tracer):
         return parameter_proxy_cache[name]
 
 
-def _fx_graph(model, input_size, sites):
+def _fx_graph(model, input_sizes, sites, constants=None):
+    """The fx graph, traced once, with shapes at the first of ``input_sizes`` that propagates."""
     from noiselint.meta import FormulaShapeProp
 
     tracer = _LeafTracer()
     fx_graph = tracer.trace(model)
     module = torch.fx.GraphModule(tracer.root, fx_graph)
-    FormulaShapeProp(module).propagate(_meta_input(model, input_size))
+    first_error = None
+    for size in input_sizes:
+        for node in fx_graph.nodes:
+            node.meta.pop("tensor_meta", None)
+        try:
+            FormulaShapeProp(module).propagate(_meta_input(model, size))
+        except Exception as exc:  # noqa: BLE001 - a wrong size fails anywhere in the forward
+            first_error = first_error or exc
+            continue
+        normalization = forward_normalization(fx_graph, module, constants)
+        return _read_fx(fx_graph, model, sites, normalization), [], size, normalization and normalization[1]
+    raise first_error
+
+
+def _read_fx(fx_graph, model, sites, normalization) -> nx.DiGraph:
+    folded = {n.name for n in normalization[0]} if normalization else set()
     modules = dict(model.named_modules())
     graph = nx.DiGraph()
     order = 0
@@ -184,6 +228,8 @@ def _fx_graph(model, input_size, sites):
         if node.op == "get_attr":
             continue
         kind, attrs, path = _fx_node_op(node, modules)
+        if node.name in folded:
+            kind = Op.NORMALIZE
         source = sites.get(modules[path]) if node.op == "call_module" and path in modules else None
         if source is None and node.op in ("call_function", "call_method"):
             source = node.meta.get("noiselint_source") or (sites.get(modules.get(path)) if path else None)
@@ -193,7 +239,7 @@ def _fx_graph(model, input_size, sites):
         for arg in node.all_input_nodes:
             if arg.name in graph:
                 graph.add_edge(arg.name, node.name)
-    return graph, []
+    return graph
 
 
 def _fx_node_op(node, modules) -> tuple[str, dict, str | None]:
@@ -286,30 +332,94 @@ def _quiet():
 
 
 def _export_graph(model, input_size, sites):
+    """The graph of ``torch.export``, read back to the fx level's granularity.
+
+    Export records aten ops; the ops of one call of a leaf module (what fx keeps whole) are folded
+    into one node whose op and attributes come from the module itself, so both levels produce the
+    same graph. Functional calls get their attributes from the op's schema, defaults included.
+    """
     with _quiet():
         program = torch.export.export(model, (_meta_input(model, input_size),), strict=False)
     modules = dict(model.named_modules())
+    leaf_types, _ = _timm_notrace()
     graph = nx.DiGraph()
+    node_of: dict[str, str] = {}  # export node name -> graph node id
+    calls: dict[str, str] = {}  # a leaf module's call key -> graph node id
     order = 0
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name not in program.graph_signature.user_inputs:
             continue
-        kind, attrs, path = _export_node_op(node)
-        val = node.meta.get("val")
-        shape = tuple(int(d) for d in val.shape) if isinstance(val, torch.Tensor) else None
-        if isinstance(val, (tuple, list)) and val and isinstance(val[0], torch.Tensor):
-            shape = tuple(int(d) for d in val[0].shape)
-        module = modules.get(path) if path is not None else None
-        source = (sites.get(module) if module is not None else None) or _stack_trace_location(
-            node.meta.get("stack_trace"))
-        add_node(graph, node.name, kind, order=order, attrs=attrs, shape=shape, module_path=path,
-                 module_type=type(module).__name__ if module is not None else str(node.target),
-                 source=source)
-        order += 1
+        call_key, path = _leaf_call(node, modules, leaf_types)
+        shape = _export_shape(node.meta.get("val"))
+        if call_key is not None and call_key in calls:
+            node_id = calls[call_key]
+            if shape is not None:
+                graph.nodes[node_id]["shape"] = shape
+        else:
+            module = modules.get(path) if call_key is not None else None
+            if module is not None:
+                kind, attrs = module_op(module)
+                module_type, source = type(module).__name__, sites.get(module)
+            else:
+                kind, attrs, path = _export_node_op(node)
+                owner = modules.get(path) if path is not None else None
+                module_type, source = str(node.target), None
+                if node.op == "call_function":
+                    source = _stack_trace_location(node.meta.get("stack_trace")) or (
+                        sites.get(owner) if owner is not None else None)
+            node_id = node.name
+            add_node(graph, node_id, kind, order=order, attrs=attrs, shape=shape, module_path=path,
+                     module_type=module_type, source=source)
+            order += 1
+            if call_key is not None:
+                calls[call_key] = node_id
+        node_of[node.name] = node_id
         for arg in node.all_input_nodes:
-            if arg.name in graph:
-                graph.add_edge(arg.name, node.name)
+            source_id = node_of.get(arg.name)
+            if source_id is not None and source_id != node_id:
+                graph.add_edge(source_id, node_id)
     return graph, []
+
+
+def _is_leaf(module: nn.Module, leaf_types: tuple) -> bool:
+    """A module fx keeps whole: torch's own layers, timm's leaf modules, blurs and attention."""
+    if _is_opaque(module, leaf_types):
+        return True
+    return type(module).__module__.startswith(("torch.nn", "torch.ao.nn")) and not isinstance(module, nn.Sequential)
+
+
+def _leaf_call(node, modules: Mapping[str, nn.Module], leaf_types: tuple) -> tuple[str | None, str | None]:
+    """(call key, module path) of the outermost leaf module whose call produced an export node."""
+    if node.op != "call_function":
+        return None, None
+    for key, entry in (node.meta.get("nn_module_stack") or {}).items():
+        path = _stack_path(entry)
+        module = modules.get(path)
+        if path and module is not None and _is_leaf(module, leaf_types):
+            return key, path
+    return None, None
+
+
+def _export_shape(val) -> tuple[int, ...] | None:
+    if isinstance(val, (tuple, list)) and val and isinstance(val[0], torch.Tensor):
+        val = val[0]
+    return tuple(int(d) for d in val.shape) if isinstance(val, torch.Tensor) else None
+
+
+def _schema_arguments(node) -> dict[str, Any]:
+    """An aten call's arguments by name, with the schema's defaults for those left out."""
+    schema = getattr(node.target, "_schema", None)
+    if schema is None:
+        return {}
+    named = {}
+    for index, argument in enumerate(schema.arguments):
+        if index < len(node.args):
+            named[argument.name] = node.args[index]
+        elif argument.name in node.kwargs:
+            named[argument.name] = node.kwargs[argument.name]
+        elif argument.has_default_value():
+            named[argument.name] = argument.default_value
+    return named
 
 
 def _export_node_op(node) -> tuple[str, dict, str | None]:
@@ -322,17 +432,30 @@ def _export_node_op(node) -> tuple[str, dict, str | None]:
     aten_name = getattr(getattr(node.target, "_overloadpacket", None), "__name__", str(node.target))
     kind = _ATEN_OPS.get(aten_name, Op.OTHER)
     attrs: dict[str, Any] = {"aten": aten_name}
-    args = node.args
-    if kind == Op.CONV and len(args) > 4:
-        weight = args[1].meta.get("val")
-        attrs.update(kernel=tuple(weight.shape[2:]), stride=tuple(args[3]), padding=tuple(args[4]),
-                     dilation=tuple(args[5]) if len(args) > 5 else (1, 1),
-                     groups=args[8] if len(args) > 8 else 1, out_channels=weight.shape[0])
-    elif kind in (Op.MAX_POOL, Op.AVG_POOL) and len(args) > 1:
-        kernel = tuple(args[1])
-        stride = tuple(args[2]) if len(args) > 2 and args[2] else kernel
-        attrs.update(kernel=kernel, window=kernel, stride=stride)
+    args = _schema_arguments(node)
+    weight = args.get("weight")
+    weight = weight.meta.get("val") if isinstance(weight, torch.fx.Node) else None
+    if kind == Op.CONV and weight is not None:
+        groups = int(args.get("groups", 1))
+        padding = args.get("padding", 0)
+        attrs.update(kernel=tuple(weight.shape[2:]), stride=_ints(args.get("stride", 1), weight.dim() - 2),
+                     padding=padding if isinstance(padding, str) else _ints(padding, weight.dim() - 2),
+                     dilation=_ints(args.get("dilation", 1), weight.dim() - 2), groups=groups,
+                     in_channels=int(weight.shape[1]) * groups, out_channels=int(weight.shape[0]),
+                     transposed=bool(args.get("transposed", False)))
+    elif kind in (Op.MAX_POOL, Op.AVG_POOL) and "kernel_size" in args:
+        kernel = _ints(args["kernel_size"], 2)
+        attrs.update(kernel=kernel, window=kernel, stride=_ints(args.get("stride") or kernel, 2),
+                     padding=_ints(args.get("padding", 0), 2))
+    elif kind in (Op.ADAPTIVE_AVG_POOL, Op.ADAPTIVE_MAX_POOL) and "output_size" in args:
+        attrs["output_size"] = _ints(args["output_size"], 2)
     return kind, attrs, path
+
+
+def _ints(value, n: int) -> tuple[int, ...]:
+    """An int or a list of ints as a tuple of ``n`` ints (a one-element list broadcasts)."""
+    values = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+    return tuple(values * n) if len(values) == 1 else tuple(values)
 
 
 # --------------------------------------------------------------------------- hooks
@@ -446,7 +569,7 @@ def _eager_graph(model, x, sites, originals: Mapping[int, nn.Module] | None = No
     handles = []
     leaf_types, _ = _timm_notrace()
     for path, module in model.named_modules():
-        is_leaf = not any(module.children()) or _is_opaque(module, leaf_types)
+        is_leaf = _is_leaf(module, leaf_types)
         original = originals.get(id(module), module) if originals else module
         handles.append(module.register_forward_pre_hook(_pre_hook(recorder, path, is_leaf)))
         handles.append(module.register_forward_hook(_post_hook(recorder, path, module, original, is_leaf, sites)))

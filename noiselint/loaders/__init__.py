@@ -30,6 +30,10 @@ class LoadedModel:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     sites: Mapping[Any, SourceLocation] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Values of small tensors the meta device lost (see :mod:`noiselint.build`), or None.
+    constants: Any = None
+    #: (C, H, W) the model states for itself (an ``img_size`` attribute, a constructor default), and where from.
+    size_hint: tuple[tuple[int, int, int], str] | None = None
     weights: str | None = None  # where real weights came from, when the loader loaded some (verify)
 
 

@@ -14,13 +14,17 @@ import importlib.util
 import inspect
 import sys
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noiselint.errors import LoadError, NoiselintError, one_line
 from noiselint.graph import Preprocessing
 from noiselint.loaders import LoadedModel
+
+if TYPE_CHECKING:
+    from noiselint.build import Built
 
 CONVENTIONAL_NAMES = ("model", "MODEL", "build_model", "create_model", "get_model")
 
@@ -31,29 +35,48 @@ class NoModelError(LoadError):
 
 def load_python_file(path: str, name: str | None, *, device: str = "meta") -> list[LoadedModel]:
     """Import ``path`` and build the named model, or every root model it defines."""
-    import torch
-
-    from noiselint.meta import skip_meta_init
+    from noiselint.build import constant_values
     from noiselint.sites import recording
 
-    folder = str(Path(path).resolve().parent)
-    with recording(prefer=[folder]) as sites, torch.device(device), skip_meta_init(), _importable(folder):
-        module = _import_file(path)
-        preprocessing = _file_preprocessing(path, module)
+    root, module_name = module_identity(path)
+    with recording(prefer=[root]) as sites, constant_values() as constants, _importable(root):
+        module, imported_on = _import(path, module_name, device)
+        preprocessing = _file_preprocessing(path, module, name)
         if name is not None:
-            built = [(name, _build(path, module, name))]
+            built = [(name, _build(path, module, name, imported_on, constants))]
         else:
-            built = _discover(path, module)
+            built = _discover(path, module, imported_on, constants)
     return [
         LoadedModel(
             name=f"{path}:{attr}",
             target=f"{path}:{attr}",
-            module=model,
-            preprocessing=_model_preprocessing(model, preprocessing),
+            module=result.model,
+            preprocessing=_model_preprocessing(result.model, preprocessing),
             sites=sites,
+            notes=[result.note] if result.note else [],
+            constants=constants,
+            size_hint=size_hint(result.model, getattr(module, attr, None)),
         )
-        for attr, model in built
+        for attr, result in built
     ]
+
+
+def module_identity(path: str) -> tuple[str, str | None]:
+    """(the folder to import from, the file's dotted module name) for a file inside a package.
+
+    As ``python -m`` would: the package root is the highest folder upwards with an ``__init__.py``,
+    so relative imports (``from .layers import ...``) and absolute ones from the repository root
+    (``import dinov2.layers``) both resolve. A file outside any package: (its folder, None).
+    """
+    file = Path(path).resolve()
+    parts = [] if file.stem == "__init__" else [file.stem]
+    folder = file.parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if not parts or folder == file.parent or not all(p.isidentifier() for p in parts):
+        return str(file.parent), None
+    return str(folder), ".".join(parts)
 
 
 @contextmanager
@@ -74,16 +97,42 @@ def _importable(folder: str):
             sys.path.remove(folder)
 
 
-def _import_file(path: str) -> ModuleType:
-    resolved = str(Path(path).resolve())
-    module_name = "noiselint_target_" + hashlib.sha1(resolved.encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(module_name, resolved)
-    if spec is None or spec.loader is None:
-        raise LoadError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+def _import(path: str, module_name: str | None, device: str) -> tuple[ModuleType, str]:
+    """Import the file on ``device``; when that fails on the meta device, once more on the CPU.
+
+    Returns the module and the device it was imported on (``cpu`` after the retry).
+    """
+    import torch
+
+    from noiselint.build import cpu_build
+    from noiselint.meta import skip_meta_init
+
     try:
-        spec.loader.exec_module(module)
+        with torch.device(device), skip_meta_init():
+            return _import_file(path, module_name), device
+    except LoadError:
+        if device != "meta":
+            raise
+    with torch.device("cpu"), cpu_build(path):
+        return _import_file(path, module_name), "cpu-fallback"
+
+
+def _import_file(path: str, module_name: str | None) -> ModuleType:
+    resolved = str(Path(path).resolve())
+    if module_name is None:
+        name = "noiselint_target_" + hashlib.sha1(resolved.encode()).hexdigest()[:12]
+        spec = importlib.util.spec_from_file_location(name, resolved)
+        if spec is None or spec.loader is None:
+            raise LoadError(f"{path}: not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        run = partial(spec.loader.exec_module, module)
+    else:
+        _forget_other_copies(module_name, resolved)
+        module = None
+        run = partial(importlib.import_module, module_name)
+    try:
+        imported = run()
     except SyntaxError as exc:
         raise LoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     except SystemExit as exc:
@@ -91,8 +140,29 @@ def _import_file(path: str) -> ModuleType:
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if module_name is not None:
+            _forget_package(module_name)
         raise LoadError(f"{path}: importing it failed: {one_line(exc)}") from None
-    return module
+    return module if module is not None else imported
+
+
+def _forget_other_copies(module_name: str, resolved: str) -> None:
+    """Drop a same-named package imported from elsewhere (another repository's ``models``), or a failed try."""
+    top = module_name.split(".")[0]
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and getattr(loaded, "__file__", None) == resolved:
+        _forget_package(module_name)  # a retry after a failed meta import runs the file again
+        return
+    package = sys.modules.get(top)
+    if package is not None and not str(getattr(package, "__file__", "") or "").startswith(
+            str(Path(resolved).parents[module_name.count(".") - 1])):
+        _forget_package(top)
+
+
+def _forget_package(name: str) -> None:
+    top = name.split(".")[0]
+    for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
+        del sys.modules[key]
 
 
 def _is_module_class(value: Any) -> bool:
@@ -101,16 +171,18 @@ def _is_module_class(value: Any) -> bool:
     return inspect.isclass(value) and issubclass(value, nn.Module)
 
 
-def _build(path: str, module: ModuleType, name: str) -> Any:
+def _build(path: str, module: ModuleType, name: str, device: str, constants: Any) -> Built:
     """Build the module named ``name``: an instance, a class, or a zero-argument factory."""
     import torch.nn as nn
+
+    from noiselint.build import Built, build, on_meta
 
     if not hasattr(module, name):
         found = ", ".join(_candidates(module)) or "none"
         raise LoadError(f"{path}: no {name!r} in the file (models and factories found: {found})")
     value = getattr(module, name)
     if isinstance(value, nn.Module):
-        return value
+        return on_meta(value, constants) if device == "cpu-fallback" else Built(value, device)
     if isinstance(value, dict):
         raise LoadError(
             f"{path}:{name} is a dict (a state_dict?), not a model: name the nn.Module class or a "
@@ -125,14 +197,21 @@ def _build(path: str, module: ModuleType, name: str) -> Any:
             f"e.g. `def build_model(): return {name}(...)`, and lint {path}:build_model"
         )
     try:
-        built = value()
+        built = build(value, f"{path}:{name}", constants, device=_build_device(device))
+    except NoiselintError:
+        raise
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
         raise LoadError(f"{path}:{name}() failed: {one_line(exc)}") from None
     except SystemExit as exc:
         raise LoadError(f"{path}:{name}() called sys.exit({exc.code!r})") from None
-    if not isinstance(built, nn.Module):
-        raise LoadError(f"{path}:{name}() returned a {type(built).__name__}, not an nn.Module")
+    if not isinstance(built.model, nn.Module):
+        raise LoadError(f"{path}:{name}() returned a {type(built.model).__name__}, not an nn.Module")
     return built
+
+
+def _build_device(imported_on: str) -> str:
+    """Models are built on the meta device (with its CPU fallback) even when the import needed the CPU."""
+    return "meta" if imported_on == "cpu-fallback" else imported_on
 
 
 def _required_parameters(factory: Any) -> list[str]:
@@ -163,10 +242,12 @@ def _candidates(module: ModuleType) -> list[str]:
     return names
 
 
-def _discover(path: str, module: ModuleType) -> list[tuple[str, Any]]:
+def _discover(path: str, module: ModuleType, device: str, constants: Any) -> list[tuple[str, Built]]:
+    from noiselint.build import build
+
     for name in CONVENTIONAL_NAMES:
         if hasattr(module, name):
-            return [(name, _build(path, module, name))]
+            return [(name, _build(path, module, name, device, constants))]
     classes = {
         attr: value
         for attr, value in vars(module).items()
@@ -175,11 +256,11 @@ def _discover(path: str, module: ModuleType) -> list[tuple[str, Any]]:
     built, failures = {}, {}
     for attr, cls in classes.items():
         try:
-            built[attr] = cls()
+            built[attr] = build(cls, f"{path}:{attr}", constants, device=_build_device(device))
         except Exception as exc:  # noqa: BLE001 - a class that cannot build alone may be a building block
             failures[attr] = one_line(exc)
-    used = {type(sub) for model in built.values() for sub in list(model.modules())[1:]}
-    roots = [(attr, model) for attr, model in built.items() if type(model) not in used]
+    used = {type(sub) for result in built.values() for sub in list(result.model.modules())[1:]}
+    roots = [(attr, result) for attr, result in built.items() if type(result.model) not in used]
     if not roots and failures:
         raise LoadError(f"{path}: no model could be built: "
                         + "; ".join(f"{attr}() failed: {error}" for attr, error in failures.items()))
@@ -204,15 +285,15 @@ def _as_size(value: Any) -> tuple[int, int, int] | None:
     return value if len(value) == 3 else (3, *value)
 
 
-def _file_preprocessing(path: str, module: ModuleType) -> Preprocessing:
-    """MEAN / STD / INPUT_SIZE constants, or a torchvision ``Normalize`` among the file's globals."""
+def _file_preprocessing(path: str, module: ModuleType, name: str | None) -> Preprocessing:
+    """MEAN / STD / INPUT_SIZE constants, a torchvision ``Normalize``, or a ``default_cfg``-style dict."""
     try:
-        return _constants_preprocessing(module)
+        return _constants_preprocessing(module, name)
     except (TypeError, ValueError, NoiselintError) as exc:
         raise LoadError(f"{path}: bad MEAN / STD / INPUT_SIZE: {exc}") from None
 
 
-def _constants_preprocessing(module: ModuleType) -> Preprocessing:
+def _constants_preprocessing(module: ModuleType, name: str | None) -> Preprocessing:
     mean = getattr(module, "MEAN", None)
     std = getattr(module, "STD", None)
     origin = "module constants"
@@ -224,23 +305,120 @@ def _constants_preprocessing(module: ModuleType) -> Preprocessing:
                 origin = "torchvision Normalize in the module"
                 break
     size = _as_size(getattr(module, "INPUT_SIZE", None))
-    if mean is None and std is None and size is None:
-        return Preprocessing()
-    return Preprocessing(
-        mean=tuple(float(v) for v in mean) if mean is not None else None,
-        std=tuple(float(v) for v in std) if std is not None else None,
-        input_size=size,
-        origin=origin,
-    )
+    constants = None
+    if mean is not None or std is not None or size is not None:
+        constants = Preprocessing(
+            mean=tuple(float(v) for v in mean) if mean is not None else None,
+            std=tuple(float(v) for v in std) if std is not None else None,
+            input_size=size,
+            origin=origin,
+        )
+    config = _config_dict_preprocessing(module, name)
+    if config is None:
+        return constants or Preprocessing()
+    return config.merged(constants) if constants is not None else config
+
+
+#: Module-level dicts where model files state their pretrained configuration (timm, pretrainedmodels).
+_CONFIG_DICTS = ("default_cfg", "default_cfgs", "pretrained_cfg", "pretrained_cfgs", "pretrained_settings")
+
+
+def _config_dict_preprocessing(module: ModuleType, name: str | None) -> Preprocessing | None:
+    """Mean, std and input size from a ``default_cfgs`` / ``pretrained_settings`` dict in the file.
+
+    The entry whose key names the linted model wins; otherwise the entries must agree.
+    """
+    from noiselint.loaders.zoo import preprocessing_from_cfg
+
+    for dict_name in _CONFIG_DICTS:
+        value = getattr(module, dict_name, None)
+        entries = list(_cfg_entries(value, dict_name, depth=0)) if isinstance(value, dict) else []
+        if not entries:
+            continue
+        wanted = (name or "").lower()
+        named = [(key, cfg) for key, cfg in entries if wanted and wanted in key.lower().split("/")[1:2]]
+        chosen = named or entries
+        distinct = {tuple(_tuple(cfg.get(k)) for k in ("mean", "std", "input_size")) for _, cfg in chosen}
+        if len(distinct) == 1:
+            key, cfg = chosen[0]
+            return preprocessing_from_cfg(_numbers_only(cfg), f"{key} in the file")
+    return None
+
+
+def _cfg_entries(value: dict, path: str, depth: int) -> Any:
+    """(``dict/key/...``, cfg) for nested dicts that state a mean and a std."""
+    if "mean" in value and "std" in value:
+        yield path, value
+        return
+    if depth >= 3:
+        return
+    for key, inner in value.items():
+        if isinstance(inner, dict):
+            yield from _cfg_entries(inner, f"{path}/{key}", depth + 1)
+
+
+def _tuple(value: Any) -> tuple | None:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _numbers_only(cfg: dict) -> dict:
+    """The cfg keys noiselint reads, when they hold numbers (a cfg may say ``input_size=None``)."""
+    keys = ("mean", "std", "input_size", "test_input_size", "crop_pct")
+    return {k: cfg[k] for k in keys if isinstance(cfg.get(k), (list, tuple, int, float)) and not isinstance(
+        cfg.get(k), bool)}
 
 
 def _find_normalize(value: Any) -> Any:
     if type(value).__name__ == "Normalize" and hasattr(value, "mean") and hasattr(value, "std"):
         return value
-    for inner in getattr(value, "transforms", []) or []:  # a transforms.Compose
-        if type(inner).__name__ == "Normalize":
-            return inner
+    inner = getattr(value, "transforms", None)
+    if isinstance(inner, (list, tuple)):  # a transforms.Compose (not the torchvision.transforms module)
+        return next((t for t in inner if type(t).__name__ == "Normalize"), None)
     return None
+
+
+#: Attributes and constructor parameters that state a model's input size.
+_SIZE_NAMES = ("img_size", "image_size", "input_size", "input_resolution", "resolution", "img_res")
+
+
+def size_hint(model: Any, factory: Any) -> tuple[tuple[int, int, int], str] | None:
+    """The input size a model states for itself, and where: an attribute, then a constructor default."""
+    import torch.nn as nn
+
+    first = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    channels = int(first.in_channels) if first is not None else 3
+    for owner, label in ((model, "the model's"), (getattr(model, "patch_embed", None), "its patch_embed's")):
+        for attr in _SIZE_NAMES:
+            side = _sides(getattr(owner, attr, None)) if owner is not None else None
+            if side:
+                return (channels, *side), f"{label} {attr} attribute"
+    for function in (factory, type(model)):
+        if not callable(function):
+            continue
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            continue
+        for attr in _SIZE_NAMES:
+            side = _sides(parameters[attr].default) if attr in parameters else None
+            if side:
+                label = getattr(function, "__name__", "the constructor")
+                return (channels, *side), f"the default {attr}={parameters[attr].default!r} of {label}()"
+    return None
+
+
+def _sides(value: Any) -> tuple[int, int] | None:
+    """(H, W) from H, (H, W) or (C, H, W), when plausible for an image."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) not in (2, 3):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return None
+    h, w = value[-2:]
+    return (h, w) if 8 <= h <= 8192 and 8 <= w <= 8192 else None
 
 
 def _model_preprocessing(model: Any, from_file: Preprocessing) -> Preprocessing:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from noiselint.errors import LoadError, one_line
@@ -42,9 +43,8 @@ def timm_names(pattern: str) -> list[str]:
 def load_timm(target: str, *, device: str = "meta") -> list[LoadedModel]:
     """Build ``timm:NAME`` (or ``timm:NAME.TAG``) without weights; preprocessing from its pretrained_cfg."""
     import timm
-    import torch
 
-    from noiselint.meta import skip_meta_init
+    from noiselint.build import build
     from noiselint.sites import recording
 
     name = target[len("timm:"):]
@@ -55,23 +55,24 @@ def load_timm(target: str, *, device: str = "meta") -> list[LoadedModel]:
         raise LoadError(f"{target}: timm has no model {architecture!r}")
     models_dir = os.path.join(os.path.dirname(timm.__file__), "models")
     try:
-        with recording(prefer=[models_dir]) as sites, torch.device(device), skip_meta_init():
-            model = timm.create_model(name, pretrained=False)
+        with recording(prefer=[models_dir]) as sites:
+            built = build(lambda: timm.create_model(name, pretrained=False), target, device=device)
     except Exception as exc:  # noqa: BLE001 - timm raises many kinds for bad configurations
         raise LoadError(f"{target}: timm could not build it: {one_line(exc)}") from None
+    model = built.model
     cfg = getattr(model, "pretrained_cfg", None) or {}
     tag = cfg.get("tag")
     origin = f"timm pretrained_cfg ({architecture}.{tag})" if tag else "timm pretrained_cfg"
     return [LoadedModel(name=target, target=target, module=model.eval(),
-                        preprocessing=preprocessing_from_cfg(cfg, origin), sites=sites)]
+                        preprocessing=preprocessing_from_cfg(cfg, origin), sites=sites,
+                        notes=[built.note] if built.note else [])]
 
 
 def load_torchvision(target: str, *, device: str = "meta") -> list[LoadedModel]:
     """Build ``torchvision:NAME`` without weights; preprocessing from its default weights' transforms."""
-    import torch
     import torchvision.models as tvm
 
-    from noiselint.meta import skip_meta_init
+    from noiselint.build import build
     from noiselint.sites import recording
 
     name = target[len("torchvision:"):]
@@ -83,12 +84,21 @@ def load_torchvision(target: str, *, device: str = "meta") -> list[LoadedModel]:
         raise LoadError(f"{target}: torchvision has no model {name!r}") from None
     models_dir = os.path.dirname(tvm.__file__)
     try:
-        with recording(prefer=[models_dir]) as sites, torch.device(device), skip_meta_init():
-            model = builder(weights=None)
+        with recording(prefer=[models_dir]) as sites:
+            built = build(lambda: builder(weights=None), target, device=device)
     except Exception as exc:  # noqa: BLE001
         raise LoadError(f"{target}: torchvision could not build it: {one_line(exc)}") from None
-    return [LoadedModel(name=target, target=target, module=model.eval(),
-                        preprocessing=_torchvision_preprocessing(name), sites=sites)]
+    model = built.model
+    notes = [built.note] if built.note else []
+    preprocessing = _torchvision_preprocessing(name)
+    own = getattr(model, "image_size", None)
+    if isinstance(own, int) and preprocessing.input_size and preprocessing.input_size[1:] != (own, own):
+        notes.append(f"the default weights' preprocessing crops to {preprocessing.input_size[1]} px, but "
+                     f"the architecture as built takes {own} px: traced at {own}")
+        preprocessing = replace(preprocessing, input_size=(3, own, own),
+                                origin=f"{preprocessing.origin}, input size from the model's image_size")
+    return [LoadedModel(name=target, target=target, module=model.eval(), preprocessing=preprocessing,
+                        sites=sites, notes=notes)]
 
 
 def _torchvision_preprocessing(name: str) -> Preprocessing:
