@@ -58,6 +58,7 @@ class Estimate:
     proposed: float | None = None
     measured_factor: float | None = None
     scales_sigma: bool = False  # the quantity scales like the noise sigma (a Lipschitz bound), not its variance
+    bound: str | None = None  # set when the factor is only a bound, e.g. the twin study measured a smaller gain
 
     @property
     def sigma_factor(self) -> float | None:
@@ -70,9 +71,58 @@ class Estimate:
         if self.factor is None:
             return f"{self.quantity}: gain unknown ({self.basis.value})"
         predicted = f"x{self.factor:.3g} (input sigma x{self.sigma_factor:.3g})"
+        if self.bound:
+            predicted += f" ({self.bound})"
         if self.measured_factor is None:
             return f"{self.quantity} {predicted} [{self.basis.value}]"
         return f"{self.quantity}: predicted {predicted}, measured x{self.measured_factor:.3g} [{self.basis.value}]"
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One twin pair of the twin study on one task, paired by seed (advice followed minus flagged)."""
+
+    task: str
+    change: str
+    stage: str
+    seeds: int
+    predicted_stage_factor: float | None
+    measured_stage_factor: float
+    stage_factor_range: tuple[float, float]
+    logit_factor: float
+    robustness_difference: float
+    robustness_difference_sd: float | None
+    seeds_better: int
+    verdict: str  # "effect", "none" or "opposite"
+
+    def text(self) -> str:
+        sd = "" if self.robustness_difference_sd is None else f" ± {self.robustness_difference_sd:.2f}"
+        lo, hi = self.stage_factor_range
+        found = {"effect": "", "none": ", no effect found", "opposite": ", the opposite effect"}[self.verdict]
+        return (f"{self.task}, {self.change}: robustness {self.robustness_difference:+.2f}{sd}, "
+                f"{self.seeds_better}/{self.seeds} seeds better, stage factor x{self.measured_stage_factor:.2g} "
+                f"({lo:.2g}-{hi:.2g}){found}")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The twin study's word on a finding's rule (``noiselint.evidence`` builds it from packaged data).
+
+    ``verdict``: "effect" (every studied pair showed one), "no effect", "mixed", or "not measured".
+    ``analytic_within``: every predicted factor within 2x of the measured stage factor (None: no figures).
+    """
+
+    verdict: str
+    rows: tuple[StudyRow, ...] = ()
+    analytic_within: bool | None = None
+    scope: str = ""
+
+    def summary(self) -> str:
+        if self.verdict == "not measured":
+            return "twin study: not measured"
+        head = {"effect": "twin study found an effect", "no effect": "twin study found no effect",
+                "mixed": "twin study found an effect in some twins only"}[self.verdict]
+        return f"{head} ({'; '.join(r.text() for r in self.rows)}; {self.scope})"
 
 
 @dataclass(frozen=True)
@@ -88,6 +138,7 @@ class Finding:
     module_path: str | None = None
     location: SourceLocation | None = None
     estimate: Estimate | None = None
+    evidence: Evidence | None = None  # what the twin study measured for this rule (noiselint.evidence)
 
     @property
     def fingerprint(self) -> str:

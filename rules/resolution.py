@@ -126,9 +126,10 @@ class HighInputResolution(Rule):
         yield self.finding(
             graph,
             f"input {_text(size)} (from {source}) is above {limit}: smaller inputs were more robust to "
-            f"Gaussian noise across the paper's zoo; the gain for this model is unknown",
+            f"Gaussian noise across the paper's zoo; with noise at sensor resolution, resizing to {limit} "
+            f"before the model averages it",
             node=_first_layer(graph),
-            estimate=estimates.resolution_estimate(_side(size), limit),
+            estimate=estimates.sensor_resize_estimate(_side(size), limit),
         )
 
 

@@ -65,12 +65,16 @@ def test_resnet_d_is_less_exposed_than_resnet():
     assert report("timm:resnet50d").exposure < report("timm:resnet50").exposure
 
 
-@pytest.mark.parametrize("target", ["timm:vit_base_patch16_384", "timm:resnet50.a1_in1k"])
-def test_resolution_rules_state_an_unknown_gain(target):
-    code = "NL201" if "384" in target else "NL202"
-    (finding,) = [f for f in report(target).findings if f.code == code]
+def test_test_size_rule_states_an_unknown_gain():
+    (finding,) = [f for f in report("timm:resnet50.a1_in1k").findings if f.code == "NL202"]
     assert finding.estimate.factor is None and finding.estimate.basis == Basis.EMPIRICAL
     assert "unknown" in finding.message and finding.location is not None
+
+
+def test_input_resolution_rule_estimates_the_pre_resize_protocol():  # issue 10: the twin study measures it
+    (finding,) = [f for f in report("timm:vit_base_patch16_384").findings if f.code == "NL201"]
+    assert finding.estimate.factor == pytest.approx(0.1508, abs=1e-4) and finding.location is not None
+    assert "sensor resolution" in finding.message
 
 
 def test_every_finding_has_a_located_layer_and_an_estimate():

@@ -32,11 +32,13 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
             "current": estimate.current,
             "proposed": estimate.proposed,
             "measured_factor": estimate.measured_factor,
+            "bound": estimate.bound,
             "basis": estimate.basis.value,
             "formula": estimate.formula,
             "assumptions": list(estimate.assumptions),
             "references": list(estimate.references),
         },
+        "evidence": None if finding.evidence is None else asdict(finding.evidence),  # the twin study's figures
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
@@ -90,13 +91,16 @@ def _result(finding: Finding, model: ModelReport, index: dict[str, int], root: P
     text = finding.message
     if finding.estimate is not None:
         text += f" (estimate: {finding.estimate.summary()})"
+    if finding.evidence is not None:
+        text += f" ({finding.evidence.summary()})"
     result: dict[str, Any] = {
         "ruleId": finding.code,
         "level": LEVELS[finding.severity],
         "message": {"text": text},
         "locations": [_location(finding, model, root)],
         "partialFingerprints": {FINGERPRINT_KEY: finding.fingerprint},
-        "properties": {"model": finding.model, "modulePath": finding.module_path, "node": finding.node},
+        "properties": {"model": finding.model, "modulePath": finding.module_path, "node": finding.node,
+                       **({"evidence": asdict(finding.evidence)} if finding.evidence is not None else {})},
     }
     if finding.code in index:
         result["ruleIndex"] = index[finding.code]

@@ -38,7 +38,7 @@ def _header(model: ModelReport) -> str:
         f"preprocessing {stats}",
     ]
     if model.exposure is not None:
-        parts.append(f"noise exposure {model.exposure:.3g} (log10, heuristic)")
+        parts.append(f"noise exposure {model.exposure:.3g} (log10 at the logits, from the twin study)")
     return f"[bold]{escape(model.model)}[/]  [dim]({escape('; '.join(parts))})[/]"
 
 
@@ -63,6 +63,8 @@ def render(report: Report, stream: TextIO) -> None:
             )
             estimate = f"; estimate: {escape(finding.estimate.summary())}" if finding.estimate else ""
             console.print(f"      [{style}]{finding.severity.label}[/][dim]{estimate}[/]")
+            if finding.evidence is not None:
+                console.print(f"      [dim]{escape(finding.evidence.summary())}[/]")
         for error in model.rule_errors:
             console.print(f"  [red]rule {error.code} crashed:[/] {escape(error.error)}")
         if model.verification is not None:
