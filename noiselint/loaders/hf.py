@@ -138,16 +138,16 @@ def _load_folder(target: str, folder: str, transformers: Any, device: str, origi
     except Exception as exc:  # noqa: BLE001 - a bad or unknown config.json
         raise LoadError(f"{target}: transformers cannot read {CONFIG_FILE}: {one_line(exc)}") from None
     weights = _weights_file(folder) if device != "meta" else None
-    model, config, notes, sites = _build(target, config, transformers, device, folder=folder if weights else None)
+    model, built, notes, sites = _build(target, config, transformers, device, folder=folder if weights else None)
     saved = _saved_processor(target, folder)
     preprocessing, more = preprocessing_from_processor(
-        saved, _processor_class(transformers, config, saved),
+        saved, _processor_class(transformers, (config, built), saved),
         file_origin=os.path.join(origin, saved["_file"]) if saved else None,
-        channels=getattr(config, "num_channels", 3) or 3)
+        channels=getattr(built, "num_channels", 3) or 3)
     if saved is None:
         more.insert(0, f"no preprocessor_config.json in {origin}: preprocessing is the image processor's "
                        "class defaults")
-    preprocessing = _fit_image_size(model, config, preprocessing, more)
+    preprocessing = _fit_image_size(model, built, preprocessing, more)
     return LoadedModel(name=target, target=target, module=model.eval(), preprocessing=preprocessing,
                        sites=sites, notes=notes + more,
                        **({"weights": f"{origin}/{weights}"} if weights else {}))
@@ -163,14 +163,13 @@ def _load_model_type(target: str, model_type: str, transformers: Any, device: st
             f"{target}: transformers {transformers.__version__} has no model type {model_type!r}; "
             f"give a type such as hf:vit or hf:dinov2, a saved model folder, or hf:org/name from the local cache"
         ) from None
-    model, config, notes, sites = _build(target, config, transformers, device, folder=None)
+    model, built, notes, sites = _build(target, config, transformers, device, folder=None)
     preprocessing, more = preprocessing_from_processor(
-        None, _processor_class(transformers, config, None), file_origin=None,
-        channels=getattr(config, "num_channels", 3) or 3)
-    preprocessing = _fit_image_size(model, config, preprocessing, more)
+        None, _processor_class(transformers, (config, built), None), file_origin=None,
+        channels=getattr(built, "num_channels", 3) or 3)
+    preprocessing = _fit_image_size(model, built, preprocessing, more)
     return LoadedModel(name=target, target=target, module=model.eval(), preprocessing=preprocessing,
-                       sites=sites, notes=[f"{model_type}: the architecture's default configuration",
-                                                      *notes, *more])
+                       sites=sites, notes=[f"{model_type}: the architecture's default configuration", *notes, *more])
 
 
 def _weights_file(folder: str) -> str | None:
@@ -206,21 +205,18 @@ def _model_class(target: str, config: Any, transformers: Any) -> tuple[Any, Any,
     classification = modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
     vision = modeling_auto.MODEL_FOR_IMAGE_MAPPING_NAMES
     model_type = getattr(config, "model_type", "")
-    two_towers = False
-    for name in getattr(config, "architectures", None) or ():
-        cls = getattr(transformers, name, None)
+    vision_config = getattr(config, "vision_config", None)
+    candidates = [getattr(transformers, name, None) for name in getattr(config, "architectures", None) or ()]
+    candidates += [getattr(transformers, _name(mapping[model_type]), None)
+                   for mapping in (classification, vision) if model_type in mapping]
+    for cls in candidates:
         if cls is None:
             continue
-        two_towers = _needs_text(config, name)
-        if not two_towers:
-            return cls, config, []
-        break  # CLIPModel and the like: lint the vision tower (below)
-    for mapping in () if two_towers else (classification, vision):
-        if model_type in mapping:
-            return getattr(transformers, _name(mapping[model_type])), config, []
+        if vision_config is not None and _needs_text(cls):
+            break  # CLIPModel, a VLM: lint the vision tower (below)
+        return cls, config, []
     if model_type in modeling_auto.MODEL_MAPPING_NAMES and _is_vision_config(config):
         return getattr(transformers, _name(modeling_auto.MODEL_MAPPING_NAMES[model_type])), config, []
-    vision_config = getattr(config, "vision_config", None)
     vision_type = getattr(vision_config, "model_type", None)
     if vision_type in vision or vision_type in modeling_auto.MODEL_MAPPING_NAMES:
         cls = getattr(transformers, _name(vision.get(vision_type) or modeling_auto.MODEL_MAPPING_NAMES[vision_type]))
@@ -237,9 +233,15 @@ def _is_vision_config(config: Any) -> bool:
             and getattr(config, "vision_config", None) is None)
 
 
-def _needs_text(config: Any, architecture: str) -> bool:
-    """True for a two-tower checkpoint class (CLIPModel): its forward needs text as well as pixels."""
-    return getattr(config, "text_config", None) is not None and "ForImageClassification" not in architecture
+def _needs_text(cls: Any) -> bool:
+    """True when the class's forward starts with token ids (CLIPModel, a VLM), not pixels."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(cls.forward).parameters)
+    except (TypeError, ValueError):
+        return False
+    return parameters[1:2] == ["input_ids"]
 
 
 def _name(entry: Any) -> str:
@@ -266,7 +268,7 @@ def _fit_image_size(model: Any, config: Any, preprocessing: Preprocessing, notes
     notes.append(f"the image processor gives {given} inputs but the model's position embeddings are for "
                  f"{size[0]}x{size[1]} (config image_size): traced at {size[0]}x{size[1]}")
     return replace(preprocessing, input_size=(channels, *size),
-                   origin=f"{preprocessing.origin}; input_size from config.json image_size")
+                   origin=f"{preprocessing.origin}; input_size from the config's image_size")
 
 
 def _has_position_embeddings(model: Any) -> bool:
@@ -303,7 +305,7 @@ def _saved_processor(target: str, folder: str) -> dict[str, Any] | None:
     return None
 
 
-def _processor_class(transformers: Any, config: Any, saved: Mapping[str, Any] | None) -> Any:
+def _processor_class(transformers: Any, configs: tuple, saved: Mapping[str, Any] | None) -> Any:
     """The image processor class: the saved file's, else the one transformers registers for the type."""
     names = []
     if saved:
@@ -311,7 +313,7 @@ def _processor_class(transformers: Any, config: Any, saved: Mapping[str, Any] | 
             if isinstance(saved.get(key), str):
                 name = saved[key].replace("FeatureExtractor", "ImageProcessor")
                 names += [name, name.removesuffix("Fast"), name.removesuffix("Pil")]
-    for model_type in _processor_types(config):
+    for model_type in dict.fromkeys(t for config in configs for t in _processor_types(config)):
         names += _registered_processors(model_type)
     for name in names:
         cls = getattr(transformers, name, None) if name else None
