@@ -344,8 +344,8 @@ def test_missing_transformers_gives_the_install_hint():
     assert "pip install 'noiselint[hf]'" in result.stdout, result.stderr
 
 
-def test_timm_targets_never_import_transformers():
-    result = run("timm:resnet18", "--select", "NL1", check_imports=True)
+def test_timm_and_python_file_targets_never_import_transformers():
+    result = run("timm:resnet18", "fixtures/models/resnet_maxpool.py", "--select", "NL1", check_imports=True)
     imported = result.stderr.strip().splitlines()[-1]
     assert imported.startswith("IMPORTED") and "'timm'" in imported and "transformers" not in imported, imported
 
