@@ -126,3 +126,58 @@ def check(
 
         report = verify_report(report, verify, warn=warn)
     return hidden(report)
+
+
+@dataclass(frozen=True)
+class FixOutcome:
+    """What ``--diff`` / ``--fix`` did: the files changed (or that would change), what was refused and
+    why, how many fixes wait for ``--unsafe-fixes``, and the report of what remains."""
+
+    files: tuple[Any, ...]  # noiselint.fixes.FileFix, one per file and pass
+    refused: tuple[tuple[Any, str], ...]  # (finding, reason) in the final state
+    hidden: int  # fixable findings not attempted: --unsafe-fixes not given, or unfixable in the configuration
+    report: Report
+
+
+def fix(
+    targets: Sequence[str],
+    options: Options,
+    settings: RunSettings = RunSettings(),
+    *,
+    write: bool,
+    unsafe: bool,
+    fixable: Sequence[str] | None = None,
+    unfixable: Sequence[str] = (),
+    baseline: str | os.PathLike | None = None,
+    passes: int = 4,
+) -> FixOutcome:
+    """Plan the fixes for ``targets`` (``write=False``: ``--diff``) or apply and check them, pass after
+    pass until nothing more applies (one fix can make room for another on the same line)."""
+    from noiselint import fixes, registry
+
+    rules = fixes.rules_by_code(make_rules(options))
+
+    def allowed(code: str) -> bool:
+        cls = type(rules[code])
+        return unsafe and (fixable is None or registry.matches(cls, fixable)) and not registry.matches(cls, unfixable)
+
+    done: list[Any] = []
+    for _ in range(passes if write else 1):
+        report = check(targets, options, settings, baseline=baseline)
+        plans = fixes.plan(report, rules, allowed=allowed)
+        if not write:
+            done.extend(p for p in plans if p.applied)
+            break
+        fixes.apply(plans)
+        done.extend(p for p in plans if p.applied)
+        if not any(p.applied for p in plans):
+            break
+    else:
+        report = check(targets, options, settings, baseline=baseline)
+        plans = fixes.plan(report, rules, allowed=allowed)
+    attempted = {(f.code, f.model, f.module_path) for p in plans for f in
+                 [*(a.finding for a in p.applied), *(f for f, _ in p.refused)]}
+    hidden = sum(f.fixable and (f.code, f.model, f.module_path) not in attempted and not allowed(f.code)
+                 for f in report.findings)
+    refused = tuple(item for p in plans for item in p.refused)
+    return FixOutcome(files=tuple(done), refused=refused, hidden=hidden, report=report)

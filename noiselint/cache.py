@@ -234,10 +234,12 @@ def dependencies(target: str, local_files: set[str]) -> dict[str, str] | None:
 
 
 def import_roots(target: str) -> list[str]:
-    """Folders whose modules count as the target's own: its folder and the working directory."""
+    """Folders whose modules count as the target's own: its package root (or folder) and the working directory."""
     roots = [os.getcwd()]
     if kind_of(target) == "python":
-        roots.append(str(Path(split_python_target(target)[0]).resolve().parent))
+        from noiselint.loaders.pyfile import module_identity
+
+        roots.append(module_identity(split_python_target(target)[0])[0])
     return roots
 
 

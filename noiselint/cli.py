@@ -150,10 +150,19 @@ def main() -> None:
 @click.option("--cache-dir", envvar="NOISELINT_CACHE_DIR", type=click.Path(file_okay=False),
               help="Results cache folder [default: .noiselint_cache].")
 @click.option("--no-cache", is_flag=True, envvar="NOISELINT_NO_CACHE", help="Neither read nor write cached results.")
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Print the fixes as a unified diff and change nothing (exit 1 if any would apply).")
+@click.option("--fix", "apply_fixes", is_flag=True,
+              help="Apply the fixes, check that each fixed model still builds with the same output shape, "
+                   "then report what remains.")
+@click.option("--unsafe-fixes", is_flag=True,
+              help="Allow fixes that change the model's outputs: every noiselint fix does (retrain or fine-tune "
+                   "after it).")
+@click.option("--fix-only", is_flag=True, help="Like --fix, but print no report of the remaining findings.")
 @_verify_options
 def check(targets, output_format, output, extra_reports, select, extend_select, ignore, fail_on, mean, std,
           input_size, rules_dir, config_file, isolated, baseline_file, write_baseline, hook, jobs, timeout, sort,
-          cache_dir, no_cache, **verify) -> None:
+          cache_dir, no_cache, show_diff, apply_fixes, unsafe_fixes, fix_only, **verify) -> None:
     """Lint TARGETS (default: `models` in [tool.noiselint]) and report what makes them fragile to noise."""
     from noiselint import api, baseline, config, reporters
     from noiselint.cache import DEFAULT_DIR
@@ -179,6 +188,20 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
             live, outputs = LiveWriter(output), outputs[1:]
         settings = api.RunSettings(jobs=jobs, timeout=timeout, sort=sort, progress=sys.stderr.isatty(),
                                    cache_dir=None if no_cache else cache_dir or DEFAULT_DIR)
+        if show_diff or apply_fixes or fix_only:
+            if verify_options is not None or write_baseline:
+                raise NoiselintError("--diff and --fix cannot be combined with --verify or --write-baseline")
+            outcome = api.fix(run.targets, run.options, settings, write=not show_diff, unsafe=unsafe_fixes,
+                              fixable=run.fixable, unfixable=run.unfixable, baseline=run.baseline)
+            _say_fixes(outcome, applied=not show_diff)
+            if show_diff:
+                sys.stdout.write("".join(f.diff() for f in outcome.files))
+                sys.exit(1 if outcome.files else 0)
+            if fix_only:
+                sys.exit(2 if any(not m.ok for m in outcome.report.models) else 0)
+            live, report = None, outcome.report
+            _render(outputs, report)
+            sys.exit(report.exit_code)
         report = api.check(run.targets, run.options, settings, verify=verify_options,
                            baseline=None if write_baseline else run.baseline,
                            on_report=live.model if live else None,
@@ -190,6 +213,11 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
         _fail(str(exc))
     if live is not None:
         live.finish(report)
+    _render(outputs, report)
+    sys.exit(report.exit_code if not write_baseline or report.exit_code == 2 else 0)
+
+
+def _render(outputs, report) -> None:
     for render, path in outputs:
         if path is None:
             render(report, sys.stdout)
@@ -199,7 +227,22 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
                 render(report, stream)
         except OSError as exc:
             _fail(f"{path}: cannot write the report: {exc.strerror}")
-    sys.exit(report.exit_code if not write_baseline or report.exit_code == 2 else 0)
+
+
+def _say_fixes(outcome, *, applied: bool) -> None:
+    """What ``--fix`` changed (or ``--diff`` would), what it refused and why, on stderr."""
+    from noiselint.fixes import UNSAFE_NOTE
+
+    for file_fix in outcome.files:
+        for item in file_fix.applied:
+            where = f"{file_fix.path}:{item.finding.location.line}" if item.finding.location else file_fix.path
+            verb = "fixed" if applied else "would fix"
+            click.echo(f"noiselint: {verb} {where} {item.finding.code}: {item.description}", err=True)
+    for finding, reason in outcome.refused:
+        where = str(finding.location) if finding.location else finding.model
+        click.echo(f"noiselint: not fixed: {where} {finding.code}: {reason}", err=True)
+    if outcome.hidden:
+        click.echo(f"noiselint: {outcome.hidden} fix(es) available with --unsafe-fixes ({UNSAFE_NOTE})", err=True)
 
 
 @main.command("rules")
@@ -245,6 +288,11 @@ def explain(code, rules_dir) -> None:
     console = Console(highlight=False)
     console.print(f"[bold]{cls.code} {cls.name}[/] ({cls.family}, default severity {cls.severity.label})")
     console.print(Markdown(cls.docs()))
+    if cls.fix_summary:
+        from noiselint.fixes import UNSAFE_NOTE
+
+        console.print(Markdown(f"## Fix (`--fix --unsafe-fixes`)\n{cls.fix_summary}. Applied only after the fixed "
+                               f"model is checked to build with the same output shape; {UNSAFE_NOTE}."))
     if cls.options:
         console.print("Options: " + ", ".join(f"{k} = {v!r}" for k, v in cls.options.items()))
 

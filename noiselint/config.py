@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 KEYS = (
     "models", "select", "extend-select", "ignore", "per-file-ignores", "preprocessing", "rules",
-    "fail-on", "format", "rules-dirs", "baseline",
+    "fail-on", "format", "rules-dirs", "baseline", "fixable", "unfixable",
 )
 PREPROCESSING_KEYS = ("mean", "std", "input_size")
 SEVERITIES = ("info", "warning", "error")
@@ -49,6 +49,8 @@ class Config:
     format: str | None = None
     rules_dirs: tuple[str, ...] = ()
     baseline: str | None = None
+    fixable: tuple[str, ...] | None = None  # rule selectors whose fixes --fix may apply (None: all)
+    unfixable: tuple[str, ...] = ()
 
 
 def find(start: str | os.PathLike | None = None) -> Path | None:
@@ -104,7 +106,7 @@ def _parse(table: dict[str, Any], path: Path) -> Config:
     if unknown:
         raise fail(unknown[0], f"unknown key (expected one of: {', '.join(KEYS)})")
     strings = {key: _strings(table, key, fail) for key in ("models", "select", "extend-select", "ignore",
-                                                           "rules-dirs")}
+                                                           "rules-dirs", "fixable", "unfixable")}
     per_file = table.get("per-file-ignores", {})
     if not isinstance(per_file, dict):
         raise fail("per-file-ignores", "expected a table of glob = [codes]")
@@ -127,6 +129,8 @@ def _parse(table: dict[str, Any], path: Path) -> Config:
         format=_choice(table, "format", None, fail),
         rules_dirs=tuple(str(root / d) for d in strings["rules-dirs"] or ()),
         baseline=str(root / baseline) if baseline else None,
+        fixable=strings["fixable"],
+        unfixable=strings["unfixable"] or (),
     )
 
 
@@ -255,6 +259,8 @@ class Run:
     options: Options
     format: str
     baseline: str | None
+    fixable: tuple[str, ...] | None = None
+    unfixable: tuple[str, ...] = ()
 
 
 def make_options(
@@ -312,7 +318,8 @@ def build_run(
     if not targets:
         raise UsageError("no targets: name models on the command line or in [tool.noiselint] models")
     return Run(targets=targets, options=make_options(config, **options),
-               format=output_format or config.format or "text", baseline=baseline or config.baseline)
+               format=output_format or config.format or "text", baseline=baseline or config.baseline,
+               fixable=config.fixable, unfixable=config.unfixable)
 
 
 def _check_rule_options(config: Config, classes) -> dict[str, dict[str, Any]]:

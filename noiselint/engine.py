@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from noiselint import evidence, suppression
@@ -188,6 +188,7 @@ def check_graph(graph: ModelGraph, rules: Sequence[Rule], *, target: str) -> Mod
             errors.append(RuleError(code=rule.code, model=graph.name, error=one_line(exc)))
     findings.sort(key=lambda f: (f.location.line if f.location else 0, f.code))
     findings = evidence.attach(findings)  # what the twin study measured for each rule (issue 10)
+    findings = _mark_fixable(findings, rules)
     summary = GraphSummary(
         trace_level=graph.trace_level,
         coverage=graph.coverage,
@@ -200,6 +201,14 @@ def check_graph(graph: ModelGraph, rules: Sequence[Rule], *, target: str) -> Mod
     return ModelReport(target=target, model=graph.name, findings=tuple(findings), rule_errors=tuple(errors),
                        graph=summary, preprocessing=graph.preprocessing,
                        exposure=exposure(findings) if rules and graph.trace_level != "structural" else None)
+
+
+def _mark_fixable(findings: list[Finding], rules: Sequence[Rule]) -> list[Finding]:
+    """Findings whose rule offers a fix for them, marked ``fixable`` (text output shows ``[*]``)."""
+    from noiselint import fixes
+
+    by_code = fixes.rules_by_code(rules)
+    return [replace(f, fixable=True) if fixes.fixable(f, by_code) else f for f in findings]
 
 
 def exposure(findings: Iterable[Finding]) -> float:

@@ -139,6 +139,7 @@ class Finding:
     location: SourceLocation | None = None
     estimate: Estimate | None = None
     evidence: Evidence | None = None  # what the twin study measured for this rule (noiselint.evidence)
+    fixable: bool = False  # the rule offers a fix for it (``--fix --unsafe-fixes``, noiselint.fixes)
 
     @property
     def fingerprint(self) -> str:

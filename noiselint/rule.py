@@ -54,6 +54,10 @@ class Rule:
     options: ClassVar[dict[str, Any]] = {}
     valid: ClassVar[tuple[Example, ...]] = ()
     invalid: ClassVar[tuple[Example, ...]] = ()
+    #: A rule with a fix defines ``fix(self, context)`` (see :mod:`noiselint.fixes`) and says here what it
+    #: rewrites; ``fix_scope`` is ``line`` (the finding's line) or ``target`` (the linted model's file).
+    fix_summary: ClassVar[str | None] = None
+    fix_scope: ClassVar[str] = "line"
 
     def __init__(self, **options: Any) -> None:
         unknown = set(options) - set(self.options)

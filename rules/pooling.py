@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from noiselint import estimates
+from noiselint import estimates, fixes
 from noiselint.graph import ModelGraph, Op
 from noiselint.rule import Example, Rule
 
@@ -92,6 +92,12 @@ class MaxPooling(Rule):
             """
         ),
     )
+
+    fix_summary = ("`nn.MaxPool2d(k, s, p)` -> `nn.AvgPool2d(k, s, p)` (padding excluded from the average), "
+                   "`F.max_pool2d` -> `F.avg_pool2d`")
+
+    def fix(self, context):
+        return fixes.max_to_average_pooling(context)
 
     def check(self, graph: ModelGraph):
         for node_id, data in graph.nodes(Op.MAX_POOL):
@@ -203,6 +209,13 @@ class StridedSubsampling(Rule):
         ),
     )
 
+    fix_summary = ("a 1x1 stride-s conv -> `nn.Sequential(nn.AvgPool2d(s, s, ceil_mode=True, count_include_pad=False), "
+                   "<the conv at stride 1>)` (ResNet-D); `x[:, :, ::2, ::2]` -> `F.avg_pool2d(x, 2, ceil_mode=True)`; "
+                   "`timm.create_model('resnet50')` -> `'resnet50d'`")
+
+    def fix(self, context):
+        return fixes.average_pool_shortcut(context)
+
     def check(self, graph: ModelGraph):
         for node_id, data in graph.nodes(Op.SUBSAMPLE):
             stride = max(data["attrs"]["stride"])
@@ -313,6 +326,12 @@ class GlobalMaxPooling(Rule):
             """
         ),
     )
+
+    fix_summary = ("`nn.AdaptiveMaxPool2d(o)` -> `nn.AdaptiveAvgPool2d(o)`, `F.adaptive_max_pool2d` likewise, "
+                   "`x.amax(...)` -> `x.mean(...)`")
+
+    def fix(self, context):
+        return fixes.global_max_to_average(context)
 
     def check(self, graph: ModelGraph):
         for node_id, data in graph.nodes(Op.ADAPTIVE_MAX_POOL):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from noiselint import estimates
+from noiselint import estimates, fixes
 from noiselint.findings import Severity
 from noiselint.graph import ModelGraph, Op
 from noiselint.rule import Example, Rule
@@ -106,6 +106,13 @@ class SmallNormalizationStd(Rule):
             """
         ),
     )
+
+    fix_scope = "target"
+    fix_summary = ("module-level `MEAN` / `STD` (or `transforms.Normalize(mean, std)`) -> 0.5 per channel; "
+                   "retrain or fine-tune with them")
+
+    def fix(self, context):
+        return fixes.inception_statistics(context)
 
     def check(self, graph: ModelGraph):
         std, reference = graph.preprocessing.std, self.config["min_std"]
@@ -218,6 +225,13 @@ class ClipNormalization(Rule):
             options={"mean": (0.48145466, 0.4578275, 0.40821073), "std": estimates.CLIP_STD},
         ),
     )
+
+    fix_scope = "target"
+    fix_summary = ("module-level `MEAN` / `STD` (or `transforms.Normalize(mean, std)`) -> 0.5 per channel; "
+                   "retrain or fine-tune with them")
+
+    def fix(self, context):
+        return fixes.inception_statistics(context)
 
     def check(self, graph: ModelGraph):
         std = graph.preprocessing.std

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from noiselint import estimates
+from noiselint import estimates, fixes
 from noiselint.findings import Severity
 from noiselint.graph import ModelGraph, Op
 from noiselint.rule import Example, Rule
@@ -192,6 +192,11 @@ class SmallStemKernel(Rule):
             """
         ),
     )
+
+    fix_summary = "the stem conv's kernel -> `min_kernel` (7), its padding grown to keep the output shape"
+
+    def fix(self, context):
+        return fixes.larger_stem_kernel(context, self.config["min_kernel"])
 
     def check(self, graph: ModelGraph):
         stack = stem_convs(graph)
@@ -391,6 +396,12 @@ class AliasedStemDownsampling(Rule):
             """
         ),
     )
+
+    fix_summary = ("a strided stem conv -> `nn.Sequential(<the conv at stride 1>, nn.AvgPool2d(s, s, ceil_mode=True, "
+                   "count_include_pad=False))`, as timm's `aa_layer=nn.AvgPool2d` (same output shape)")
+
+    def fix(self, context):
+        return fixes.blur_after_stride(context)
 
     def check(self, graph: ModelGraph):
         for node_id in stem_convs(graph):

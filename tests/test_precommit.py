@@ -25,7 +25,7 @@ from noiselint.cli import main
 
 from .conftest import MODELS, ROOT
 
-(HOOK,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+HOOK = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())[0]
 POOL_LINE = next(n for n, line in enumerate((MODELS / "resnet_maxpool.py").read_text().splitlines(), 1)
                  if "nn.MaxPool2d(" in line)
 CHECKOUT_FILES = ("pyproject.toml", "README.md", "constraints.txt", ".pre-commit-hooks.yaml", "noiselint", "rules")

@@ -39,6 +39,7 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
             "references": list(estimate.references),
         },
         "evidence": None if finding.evidence is None else asdict(finding.evidence),  # the twin study's figures
+        "fixable": finding.fixable,
     }
 
 

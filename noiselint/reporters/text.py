@@ -58,7 +58,7 @@ def render(report: Report, stream: TextIO) -> None:
             style = _STYLES[finding.severity]
             where = f" [dim]{escape(finding.module_path)}:[/]" if finding.module_path else ""
             console.print(
-                f"  {escape(location(finding))} [{style}]{finding.code}[/] {finding.rule}{where} "
+                f"  {escape(location(finding))} [{style}]{finding.code}[/] {_fix_mark(finding)}{finding.rule}{where} "
                 f"{escape(finding.message)}"
             )
             estimate = f"; estimate: {escape(finding.estimate.summary())}" if finding.estimate else ""
@@ -76,6 +76,20 @@ def render(report: Report, stream: TextIO) -> None:
         console.print(summary_table(report))
         console.print()
     console.print(summary_line(report))
+    _fixable_line(report, console)
+
+
+def _fix_mark(finding: Finding) -> str:
+    """``[*]`` (as ruff writes it) before a finding that ``--fix --unsafe-fixes`` can rewrite."""
+    return escape("[*] ") if finding.fixable else ""
+
+
+def _fixable_line(report: Report, console: Console) -> None:
+    count = sum(f.fixable for f in report.findings)
+    if count:
+        from noiselint.fixes import UNSAFE_NOTE
+
+        console.print(escape(f"[*] {count} fixable with --fix --unsafe-fixes ({UNSAFE_NOTE})"))
 
 
 def summary_table(report: Report) -> Table:
@@ -102,10 +116,11 @@ def render_concise(report: Report, stream: TextIO) -> None:
         if model.load_error:
             console.print(f"[red]error:[/] {escape(model.load_error)}")
         for finding in model.findings:
-            console.print(f"{escape(location(finding))}: {finding.code} {escape(finding.message)}")
+            console.print(f"{escape(location(finding))}: {finding.code} {_fix_mark(finding)}{escape(finding.message)}")
         for error in model.rule_errors:
             console.print(f"{escape(model.model)}: rule {error.code} crashed: {escape(error.error)}")
     console.print(summary_line(report))
+    _fixable_line(report, console)
 
 
 def summary_line(report: Report) -> str:
