@@ -397,3 +397,16 @@ def test_verify_runs_a_saved_folder_with_its_safetensors_weights(tmp_path):
     assert verification["weights"] == f"{folder}/model.safetensors", verification
     assert verification["forwards"] > 0 and verification["curve"]
     assert model["preprocessing"]["std"] == [0.5, 0.5, 0.5]  # what verify normalizes with: the processor's
+
+
+def test_two_tower_checkpoint_weights_load_into_the_vision_tower(tmp_path):
+    import torch
+
+    tiny = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = transformers.CLIPConfig(vision_config=dict(tiny, patch_size=32), text_config=tiny)
+    transformers.CLIPModel(config).save_pretrained(tmp_path)
+    (loaded,) = load(str(tmp_path), device="cpu")
+    assert type(loaded.module).__name__ == "CLIPVisionModel" and loaded.weights.endswith("model.safetensors")
+    saved = dict(transformers.CLIPModel.from_pretrained(tmp_path).named_parameters())
+    tower = dict(loaded.module.named_parameters())
+    assert tower and all(torch.equal(value, saved[f"vision_model.{name}"]) for name, value in tower.items())
