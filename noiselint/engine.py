@@ -153,18 +153,22 @@ def input_sizes(loaded: LoadedModel, preprocessing: Preprocessing) -> list[tuple
     """The input sizes to trace at: the known one, else the model's own hint, then the common sizes."""
     if preprocessing.input_size is not None:
         return [preprocessing.input_size]
-    channels = _input_channels(loaded.module)
+    channels = input_channels(loaded.module)
     sizes = [loaded.size_hint[0]] if loaded.size_hint else []
     sizes += [(channels, side, side) for side in COMMON_SIZES]
     return list(dict.fromkeys(sizes))
 
 
-def _input_channels(module: Any) -> int:
-    """The input channels of the model's first convolution (3 when it has none)."""
+def input_channels(module: Any) -> int:
+    """The input channels of the model's first convolution when plausible for an image (1 to 4), else 3.
+
+    The first conv registered is not always the first one run, so larger counts are not trusted.
+    """
     import torch.nn as nn
 
     first = next((m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
-    return int(first.in_channels) if first is not None else DEFAULT_INPUT_SIZE[0]
+    channels = int(first.in_channels) if first is not None else DEFAULT_INPUT_SIZE[0]
+    return channels if 1 <= channels <= 4 else DEFAULT_INPUT_SIZE[0]
 
 
 def _size_note(loaded: LoadedModel, sizes: Sequence[tuple[int, int, int]], traced: tuple[int, int, int]) -> str:

@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import inspect
 import sys
+import weakref
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -39,7 +40,8 @@ def load_python_file(path: str, name: str | None, *, device: str = "meta") -> li
     from noiselint.sites import recording
 
     root, module_name = module_identity(path)
-    with recording(prefer=[root]) as sites, constant_values() as constants, _importable(root):
+    with recording(prefer=[root]) as sites, constant_values() as constants, _constructor_sizes() as sizes, \
+            _importable(root):
         module, imported_on = _import(path, module_name, device)
         preprocessing = _file_preprocessing(path, module, name)
         if name is not None:
@@ -55,7 +57,7 @@ def load_python_file(path: str, name: str | None, *, device: str = "meta") -> li
             sites=sites,
             notes=[result.note] if result.note else [],
             constants=constants,
-            size_hint=size_hint(result.model, getattr(module, attr, None)),
+            size_hint=size_hint(result.model, getattr(module, attr, None), sizes.get(result.model)),
         )
         for attr, result in built
     ]
@@ -378,15 +380,20 @@ def _find_normalize(value: Any) -> Any:
 
 
 #: Attributes and constructor parameters that state a model's input size.
-_SIZE_NAMES = ("img_size", "image_size", "input_size", "input_resolution", "resolution", "img_res")
+_SIZE_NAMES = ("img_size", "image_size", "input_size", "in_size", "input_resolution", "resolution", "img_res")
 
 
-def size_hint(model: Any, factory: Any) -> tuple[tuple[int, int, int], str] | None:
-    """The input size a model states for itself, and where: an attribute, then a constructor default."""
-    import torch.nn as nn
+def size_hint(model: Any, factory: Any, built_with: dict[str, Any] | None = None
+              ) -> tuple[tuple[int, int, int], str] | None:
+    """The input size a model states for itself, and where: the constructor's arguments, an attribute,
+    then a constructor default."""
+    from noiselint.engine import input_channels
 
-    first = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
-    channels = int(first.in_channels) if first is not None else 3
+    channels = input_channels(model)
+    for attr, value in (built_with or {}).items():
+        side = _sides(value)
+        if side:
+            return (channels, *side), f"the model's constructor argument {attr}={value!r}"
     for owner, label in ((model, "the model's"), (getattr(model, "patch_embed", None), "its patch_embed's")):
         for attr in _SIZE_NAMES:
             side = _sides(getattr(owner, attr, None)) if owner is not None else None
@@ -405,6 +412,32 @@ def size_hint(model: Any, factory: Any) -> tuple[tuple[int, int, int], str] | No
                 label = getattr(function, "__name__", "the constructor")
                 return (channels, *side), f"the default {attr}={parameters[attr].default!r} of {label}()"
     return None
+
+
+@contextmanager
+def _constructor_sizes():
+    """Maps each module built in the block to the size-named arguments its constructor got
+    (``ViT(image_size=256)``), read from the outermost ``__init__`` frame of that module."""
+    import torch.nn as nn
+
+    sizes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    original = nn.Module.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        frame, outer = sys._getframe(1), None
+        while frame is not None and frame.f_locals.get("self") is self:
+            outer, frame = frame, frame.f_back
+        if outer is not None:
+            found = {name: outer.f_locals[name] for name in _SIZE_NAMES if name in outer.f_locals}
+            if found:
+                sizes[self] = found
+
+    nn.Module.__init__ = init
+    try:
+        yield sizes
+    finally:
+        nn.Module.__init__ = original
 
 
 def _sides(value: Any) -> tuple[int, int] | None:
