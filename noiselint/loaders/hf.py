@@ -118,7 +118,8 @@ def _cached_snapshot(target: str, spec: str) -> str:
         folder = snapshot_download(repo_id=repo, revision=revision or None, local_files_only=True)
     except Exception:  # noqa: BLE001 - LocalEntryNotFoundError and friends: all mean "not cached"
         raise LoadError(
-            f"{target}: {repo} is not in the local Hugging Face cache and noiselint never downloads; "
+            f"{target}: no folder {repo} here, and {repo} is not in the local Hugging Face cache (noiselint "
+            f"never downloads); "
             f"run `hf download {repo}` where the hub is reachable (HF_HOME / HF_HUB_CACHE choose the cache), "
             f"or save the model with save_pretrained and lint that folder"
         ) from None
