@@ -410,3 +410,17 @@ def test_two_tower_checkpoint_weights_load_into_the_vision_tower(tmp_path):
     saved = dict(transformers.CLIPModel.from_pretrained(tmp_path).named_parameters())
     tower = dict(loaded.module.named_parameters())
     assert tower and all(torch.equal(value, saved[f"vision_model.{name}"]) for name, value in tower.items())
+
+
+def test_timm_checkpoint_folder_reads_timm_pretrained_cfg(tmp_path):
+    """A timm hub checkpoint's config.json (no model_type: transformers reads it through TimmWrapper)."""
+    cfg = {"tag": "a1_in1k", "input_size": [3, 224, 224], "test_input_size": [3, 288, 288], "crop_pct": 0.95,
+           "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "num_classes": 1000}
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 1000,
+                                                      "pretrained_cfg": cfg}))
+    (model,) = lint(str(tmp_path)).models
+    assert model.ok and model.graph.trace_level in ("fx", "export")
+    assert model.preprocessing.origin == f"{tmp_path}/config.json pretrained_cfg"
+    assert model.preprocessing.test_input_size == (3, 288, 288)
+    (timm_model,) = lint("timm:resnet18.a1_in1k").models
+    assert codes(model) == codes(timm_model)

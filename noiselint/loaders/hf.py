@@ -141,11 +141,17 @@ def _load_folder(target: str, folder: str, transformers: Any, device: str, origi
     weights = _weights_file(folder) if device != "meta" else None
     model, built, notes, sites = _build(target, config, transformers, device, folder=folder if weights else None)
     saved = _saved_processor(target, folder)
-    preprocessing, more = preprocessing_from_processor(
-        saved, _processor_class(transformers, (config, built), saved),
-        file_origin=os.path.join(origin, saved["_file"]) if saved else None,
-        channels=getattr(built, "num_channels", 3) or 3)
-    if saved is None:
+    timm_cfg = _timm_cfg(model, built, saved, origin)
+    if timm_cfg is not None:  # a timm checkpoint (TimmWrapper): timm's own pretrained_cfg
+        from noiselint.loaders.zoo import preprocessing_from_cfg
+
+        preprocessing, more = preprocessing_from_cfg(*timm_cfg), []
+    else:
+        preprocessing, more = preprocessing_from_processor(
+            saved, _processor_class(transformers, (config, built), saved),
+            file_origin=os.path.join(origin, saved["_file"]) if saved else None,
+            channels=getattr(built, "num_channels", 3) or 3)
+    if saved is None and timm_cfg is None:
         more.insert(0, f"no preprocessor_config.json in {origin}: preprocessing is the image processor's "
                        "class defaults")
     preprocessing = _fit_image_size(model, built, preprocessing, more)
@@ -165,12 +171,31 @@ def _load_model_type(target: str, model_type: str, transformers: Any, device: st
             f"give a type such as hf:vit or hf:dinov2, a saved model folder, or hf:org/name from the local cache"
         ) from None
     model, built, notes, sites = _build(target, config, transformers, device, folder=None)
-    preprocessing, more = preprocessing_from_processor(
-        None, _processor_class(transformers, (config, built), None), file_origin=None,
-        channels=getattr(built, "num_channels", 3) or 3)
+    timm_cfg = _timm_cfg(model, built, None, None)
+    if timm_cfg is not None:
+        from noiselint.loaders.zoo import preprocessing_from_cfg
+
+        preprocessing, more = preprocessing_from_cfg(*timm_cfg), []
+    else:
+        preprocessing, more = preprocessing_from_processor(
+            None, _processor_class(transformers, (config, built), None), file_origin=None,
+            channels=getattr(built, "num_channels", 3) or 3)
     preprocessing = _fit_image_size(model, built, preprocessing, more)
     return LoadedModel(name=target, target=target, module=model.eval(), preprocessing=preprocessing,
                        sites=sites, notes=[f"{model_type}: the architecture's default configuration", *notes, *more])
+
+
+def _timm_cfg(model: Any, config: Any, saved: Mapping[str, Any] | None, origin: str | None) -> tuple | None:
+    """(timm ``pretrained_cfg``, its origin) of a timm checkpoint read through TimmWrapper, else None:
+    the processor file's copy, config.json's, or the timm model's own defaults."""
+    where = f"{origin}/" if origin else ""
+    for cfg, label in (((saved or {}).get("pretrained_cfg"), f"{where}{(saved or {}).get('_file')} pretrained_cfg"),
+                       (getattr(config, "pretrained_cfg", None), f"{where}config.json pretrained_cfg"),
+                       (getattr(getattr(model, "timm_model", None), "pretrained_cfg", None),
+                        "timm pretrained_cfg (class defaults)")):
+        if isinstance(cfg, Mapping) and cfg.get("std") is not None:
+            return dict(cfg), label
+    return None
 
 
 def _weights_file(folder: str) -> str | None:
