@@ -10,7 +10,9 @@ Targets:
 
 The model class is the checkpoint's own (``architectures`` in ``config.json``) when transformers has
 it, else the image-classification model registered for the type, else the type's vision model
-(``AutoModel``). A two-tower checkpoint (CLIP, SigLIP) is linted through its vision tower.
+(``AutoModel``). A class whose forward starts with token ids (CLIPModel, SigLIP's, a
+vision-language model) is linted through its vision tower (``vision_config``). A timm checkpoint,
+which transformers reads through TimmWrapper, takes timm's own ``pretrained_cfg``.
 
 Preprocessing follows what the image processor does to a [0, 1] image: ``image_mean`` / ``image_std``
 behind ``do_rescale`` / ``rescale_factor`` / ``rescale_offset`` and ``do_normalize``, become mean and
