@@ -182,11 +182,10 @@ def test_lite0_stem_what_if_box_filter_and_findings(lite0):
     stem_findings = [
         f for f in lite0.findings if f.node == "conv_stem" and f.estimate.quantity in STEM_QUANTITIES
     ]
-    assert stem_findings
-    for finding in stem_findings:
-        assert finding.estimate.basis is Basis.MEASURED
-        assert finding.estimate.measured_factor == pytest.approx(blur.measured_real_input)
-        assert any("--verify" in a for a in finding.estimate.assumptions)
+    assert stem_findings and not blur.findings
+    for finding in stem_findings:  # the box pre-filter is not NL101's 7x7 stem nor NL103's blur-after-stride
+        assert finding.estimate.basis is not Basis.MEASURED
+        assert finding.estimate.measured_factor is None
 
 
 # ---------------------------------------------------------------------------- ONNX through onnxruntime

@@ -7,8 +7,10 @@
 * a stem conv -> a k x k box blur (the stem's own kernel size, replicate padding) before it: a
   low-pass pre-filter that widens the stem's receptive field to 2k - 1 without new weights.
 
-A patch measures the findings at its node whose estimate is about the same noise figure (the
-``quantity`` strings of the :mod:`noiselint.estimates` builders listed below).
+A patch measures a finding only when it applies that finding's advice: the finding's rule code is
+one of the patch's ``codes`` (max -> average pooling: NL301; adaptive max -> average: NL303; the
+average-pool shortcut: NL302). The box pre-filter advises nothing a rule says (NL101 advises a 7x7
+stem, NL103 a blur after a stride-1 conv), so it is reported as a what-if but measures no finding.
 
 Each patch keeps the trained weights. It says what the advice does to noise at that node on this
 model, but a training-free patch is not the same as training with the change.
@@ -64,6 +66,7 @@ class Patch:
     low_pass: Callable[[nn.Module], nn.Module]
     low_pass_label: str
     low_pass_gain: float
+    codes: tuple[str, ...] = ()
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -87,6 +90,7 @@ def patch_for(probe: Probe) -> Patch | None:
             _itself,
             f"avg pool, n={n}",
             estimates.avg_pool_mse(n),
+            ("NL301",),
         )
     if isinstance(module, nn.AdaptiveMaxPool2d) and probe.clean is not None:
         h, w = probe.clean.shape[-2:]
@@ -104,6 +108,7 @@ def patch_for(probe: Probe) -> Patch | None:
             _itself,
             f"avg pool, n={n}",
             estimates.avg_pool_mse(n),
+            ("NL303",),
         )
     if not isinstance(module, nn.Conv2d):
         return None
@@ -119,6 +124,7 @@ def patch_for(probe: Probe) -> Patch | None:
             _first,
             f"avg pool {stride}x{stride}",
             estimates.box_filter_gain(stride),
+            ("NL302",),
         )
     k = _single(module.kernel_size)
     if data["stem"] and data["op"] == Op.CONV and k > 1:
@@ -138,7 +144,8 @@ def patch_for(probe: Probe) -> Patch | None:
 
 
 def patches(findings: tuple[Finding, ...], probes: list[Probe]) -> list[Patch]:
-    """One patch per probed node with findings and a counterfactual; the findings it measures attached."""
+    """One patch per probed node with findings and a counterfactual; attached are only the findings
+    whose rule code the patch's advice answers (the box pre-filter answers none)."""
     by_node = {p.node: p for p in probes}
     found: dict[str, Patch | None] = {}
     for finding in findings:
@@ -153,10 +160,10 @@ def patches(findings: tuple[Finding, ...], probes: list[Probe]) -> list[Patch]:
             patch is not None
             and estimate is not None
             and estimate.factor is not None
-            and estimate.quantity in patch.quantities
+            and finding.code in patch.codes
         ):
             patch.findings.append(finding)
-    return [p for p in found.values() if p is not None and p.findings]
+    return [p for p in found.values() if p is not None and (p.findings or not p.codes)]
 
 
 @contextmanager
