@@ -15,6 +15,7 @@ Resize(256)+CenterCrop(224) do. Normalization is not applied here: noise goes on
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +68,38 @@ class ImageSet:
         self.notes.append(f"labels ignored: {reason}")
 
 
-def load_images(data: str, preprocessing: Preprocessing, limit: int, seed: int) -> ImageSet:
-    """The images of ``data`` (a folder or a built-in set name), at most ``limit`` (a seeded sample)."""
+def library_transform(module) -> Callable | None:
+    """timm's own eval transform for a timm model (``resolve_data_config`` + ``create_transform``),
+    without its final Normalize (verify adds noise to [0, 1] pixels): PIL image -> (C, H, W) tensor.
+    None for other models."""
+    if module is None or not hasattr(module, "pretrained_cfg"):
+        return None
+    try:
+        from timm.data import create_transform, resolve_data_config
+        from torchvision import transforms as T
+    except ImportError:
+        return None
+    transform = create_transform(**resolve_data_config(model=module))
+    steps = [t for t in getattr(transform, "transforms", [transform]) if not isinstance(t, T.Normalize)]
+    return T.Compose(steps)
+
+
+def load_images(
+    data: str, preprocessing: Preprocessing, limit: int, seed: int, transform: Callable | None = None
+) -> ImageSet:
+    """The images of ``data`` (a folder or a built-in set name), at most ``limit`` (a seeded sample).
+
+    ``transform`` (see :func:`library_transform`) replaces the own resize and crop for natural images.
+    """
+    global _TRANSFORM
+    _TRANSFORM = transform
+    try:
+        return _load(data, preprocessing, limit, seed)
+    finally:
+        _TRANSFORM = None
+
+
+def _load(data: str, preprocessing: Preprocessing, limit: int, seed: int) -> ImageSet:
     size = preprocessing.input_size or DEFAULT_INPUT_SIZE
     if size[0] not in (1, 3):
         raise VerifyError(f"verify feeds 1- or 3-channel images; the model takes {size[0]} channels")
@@ -89,9 +120,20 @@ def _sample(count: int, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
 
 
+_TRANSFORM: Callable | None = None
+
+
 def to_model_input(image: np.ndarray, size: tuple[int, int, int], crop_pct: float) -> torch.Tensor:
-    """An (H, W[, C]) uint8 or bool array -> (C, H, W) float [0, 1]: resize, centre crop, channels."""
+    """An (H, W[, C]) uint8 or bool array -> (C, H, W) float [0, 1]: resize, centre crop, channels
+    (the model library's own transform when :func:`load_images` was given one)."""
     array = np.asarray(image)
+    if _TRANSFORM is not None and size[0] == 3 and array.dtype == np.uint8:
+        from PIL import Image
+
+        rgb = array if array.ndim == 3 else np.repeat(array[..., None], 3, axis=2)
+        x = _TRANSFORM(Image.fromarray(np.ascontiguousarray(rgb[..., :3])))
+        if tuple(x.shape) == tuple(size):
+            return x.clamp(0, 1)
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     x = torch.from_numpy(np.array(array, dtype=np.float32)) / (255.0 if array.dtype == np.uint8 else 1.0)

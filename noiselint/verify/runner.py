@@ -15,7 +15,7 @@ from noiselint.errors import NoiselintError, one_line
 from noiselint.findings import Basis, Finding, ModelReport, Report
 from noiselint.graph import DEFAULT_INPUT_SIZE, ModelGraph
 from noiselint.verify import gains as gain_probes
-from noiselint.verify.data import ImageSet, load_images
+from noiselint.verify.data import ImageSet, library_transform, load_images
 from noiselint.verify.execute import OnnxExecutor, TorchExecutor, pick_device
 from noiselint.verify.metrics import SweepAccumulator
 from noiselint.verify.noise import PIXEL_STREAM, RHO_STREAM, InputBuilder, standard_normal
@@ -67,7 +67,9 @@ def verify_model(model: ModelReport, options: VerifyOptions, device: torch.devic
     if preprocessing.input_size is None:
         notes.append("input size unknown: images are fed at 3x224x224 (pass --input-size)")
         preprocessing = replace(preprocessing, input_size=DEFAULT_INPUT_SIZE)
-    images = load_images(options.data, preprocessing, options.images, options.seed)
+    images = load_images(
+        options.data, preprocessing, options.images, options.seed, library_transform(built.module)
+    )
     channels = images.images.shape[1]
     if built.module is not None:
         executor = TorchExecutor(built.module, device, preprocessing, channels, options.batch_size)
