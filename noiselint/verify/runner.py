@@ -55,11 +55,16 @@ def _verify_or_fail(model: ModelReport, options: VerifyOptions, device: torch.de
         raise VerifyError(f"{model.model}: --verify failed: {one_line(exc)}") from None
 
 
-def verify_model(model: ModelReport, options: VerifyOptions, device: torch.device) -> ModelReport:
-    """Verify one model; its findings come back with measured factors where a what-if measured them."""
+def verify_model(
+    model: ModelReport, options: VerifyOptions, device: torch.device, graph: ModelGraph | None = None
+) -> ModelReport:
+    """Verify one model; its findings come back with measured factors where a what-if measured them.
+
+    ``graph`` is the lint's graph when the caller kept it; otherwise the model built here is traced
+    once (one load, one trace: never a second load on the meta device)."""
     started = time.perf_counter()
     built = materialize(model, options.weights)
-    graph = _graph(model)
+    graph = graph if graph is not None else _graph(model, built.module)
     preprocessing = model.preprocessing or graph.preprocessing
     notes = list(built.notes)
     if preprocessing.mean is None or preprocessing.std is None:
@@ -109,12 +114,14 @@ def verify_model(model: ModelReport, options: VerifyOptions, device: torch.devic
     return replace(model, findings=findings, verification=verification)
 
 
-def _graph(model: ModelReport) -> ModelGraph:
-    """The lint's graph again (meta device, same node ids), for the nodes verify measures."""
+def _graph(model: ModelReport, module) -> ModelGraph:
+    """The lint's graph again (same node ids), traced from the model verify built (ONNX: re-read)."""
     from noiselint.engine import read_graph
     from noiselint.graph import Preprocessing
+    from noiselint.loaders import LoadedModel
 
-    return read_graph(load_again(model, "meta"), model.preprocessing or Preprocessing())
+    loaded = load_again(model, "meta") if module is None else LoadedModel(model.model, model.target, module)
+    return read_graph(loaded, model.preprocessing or Preprocessing())
 
 
 class SweepRun:
