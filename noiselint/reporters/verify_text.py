@@ -49,6 +49,8 @@ def render_verification(verification: Verification, console: Console) -> None:
     if sweep.stability:
         values = ", ".join(f"rho {rho:g}: {value:.3f}" for rho, value in sweep.stability)
         console.print(f"    noise stability (mean cosine of centred logits): {values}")
+    if verification.probe:
+        console.print(f"    noise-to-signal at the logits: {_probe(verification.probe)}")
     if verification.gains:
         console.print(
             f"    [bold]node noise gains[/] [dim]({GAIN_DEFINITION}; ok = within "
@@ -103,6 +105,8 @@ def render_verification(verification: Verification, console: Console) -> None:
                     f"vs analytic {_num(g.analytic)} ({_check(g.relative_error)}), {_num(g.real_input)} "
                     f"on its input, {_num(g.in_model)} in the model"
                 )
+            if w.probe:
+                console.print(f"        noise-to-signal: {_probe(w.probe)}")
             console.print(
                 f"        clean top-1 kept {_pct(w.clean_agreement)}; {metric} "
                 + " ".join(_pct(v) for v in w.sweep.curve())
@@ -145,3 +149,7 @@ def _num(value: float | None) -> str:
 
 def _factor(value: float | None) -> str:
     return "-" if value is None else f"x{value:#.3g}"
+
+
+def _probe(values) -> str:
+    return ", ".join(f"sigma {sigma:g}: {ratio:.4f}" for sigma, ratio in values)

@@ -27,6 +27,10 @@ WHAT_IF_CAVEAT = (
     "what-ifs patch the trained weights without retraining: a training-free patch is not the same as "
     "training with the change"
 )
+PROBE_DEFINITION = (
+    "noise-to-signal: RMS over classes of the logit change under N(0, sigma^2) pixel noise, over the "
+    "standard deviation of the clean logits over classes; mean over images and draws"
+)
 #: |measured / analytic - 1| up to this counts as a match.
 MATCH_TOLERANCE = 0.05
 
@@ -134,11 +138,13 @@ class WhatIf:
     clean_agreement: float
     low_pass: NodeGain | None
     sweep: Sweep
+    probe: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in vars(self).items() if k not in ("sweep", "low_pass")}
+        data = {k: v for k, v in vars(self).items() if k not in ("sweep", "low_pass", "probe")}
         low_pass = self.low_pass.to_dict() if self.low_pass is not None else None
-        return {**data, "findings": list(self.findings), "low_pass": low_pass, **self.sweep.to_dict()}
+        return {**data, "findings": list(self.findings), "low_pass": low_pass, **self.sweep.to_dict(),
+                "probe": _probe(self.probe)}
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,7 @@ class Verification:
     what_ifs: tuple[WhatIf, ...] = ()
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+    probe: tuple[tuple[float, float], ...] = ()  # (sigma, noise-to-signal), see noiselint.verify.probe
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +181,8 @@ class Verification:
                 "seed": self.seed,
             },
             "stability_definition": STABILITY_DEFINITION,
+            "probe": _probe(self.probe),
+            "probe_definition": PROBE_DEFINITION,
             **self.sweep.to_dict(),
             "gain_definition": GAIN_DEFINITION,
             "nodes": [g.to_dict() for g in self.gains],
@@ -182,3 +191,7 @@ class Verification:
             "notes": list(self.notes),
             "seconds": round(self.seconds, 3),
         }
+
+
+def _probe(values: tuple[tuple[float, float], ...]) -> list[dict[str, float]]:
+    return [{"sigma": sigma, "noise_to_signal": ratio} for sigma, ratio in values]

@@ -20,6 +20,7 @@ from noiselint.verify.execute import OnnxExecutor, TorchExecutor, pick_device
 from noiselint.verify.metrics import SweepAccumulator
 from noiselint.verify.noise import PIXEL_STREAM, RHO_STREAM, InputBuilder, standard_normal
 from noiselint.verify.options import VerifyError, VerifyOptions
+from noiselint.verify.probe import PROBE_IMAGES, noise_to_signal
 from noiselint.verify.report import NodeGain, Sweep, Verification, WhatIf
 from noiselint.verify.weights import load_again, materialize
 from noiselint.verify.whatif import Patch, applied, patches
@@ -86,6 +87,7 @@ def verify_model(
     executor.calibrate(executor.normalize(images.images[:64].to(executor.device)))
     with ProgressBar(options.progress, model.model) as progress:
         base = sweep(executor, images, options, options.rhos, progress)
+        probe = noise_to_signal(executor, images.images[:PROBE_IMAGES], options.seed)
         findings, gains, what_ifs = model.findings, (), ()
         if built.module is not None:
             findings, gains, what_ifs = _measure(
@@ -110,6 +112,7 @@ def verify_model(
         what_ifs=what_ifs,
         notes=tuple(notes),
         seconds=time.perf_counter() - started,
+        probe=probe,
     )
     return replace(model, findings=findings, verification=verification)
 
@@ -266,6 +269,7 @@ def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport
         )
         with applied(module, variant, device, executor.channels_last):
             run = sweep(executor, images, options, (), progress)
+            probe = noise_to_signal(executor, images.images[:PROBE_IMAGES], options.seed)
         kept = (run.accumulator.top1 == base.accumulator.top1).float().mean().item()
         single = variant[0] if len(variant) == 1 else None
         what_ifs.append(
@@ -281,6 +285,7 @@ def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport
                 clean_agreement=kept,
                 low_pass=low_pass,
                 sweep=run.result,
+                probe=probe,
             )
         )
         if single and ratios[1] is not None:
