@@ -275,12 +275,17 @@ def list_rules(rules_dir) -> None:
 @click.argument("code")
 @click.option("--rules-dir", multiple=True, type=click.Path(file_okay=False), help="Extra folder of rule modules.")
 def explain(code, rules_dir) -> None:
-    """Print the documentation of rule CODE (a code such as NL301, or a name)."""
+    """Print the documentation of rule CODE (a code such as NL301, or a name), or of ``exposure``."""
     from rich.console import Console
     from rich.markdown import Markdown
 
     from noiselint import config, registry
 
+    if code.lower() == "exposure":  # the model-level figure, documented like a rule
+        from noiselint.evidence import exposure_docs
+
+        Console(highlight=False).print(Markdown(exposure_docs()))
+        return
     try:
         cls = registry.find(code, (*config.resolve().rules_dirs, *rules_dir))
     except NoiselintError as exc:

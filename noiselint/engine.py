@@ -7,8 +7,9 @@ that crashes becomes a ``RuleError`` record; neither stops the other targets.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -95,7 +96,8 @@ def lint_target(target: str, rules: Sequence[Rule], options: Options) -> Iterato
 
 @contextmanager
 def _exits_raise():
-    """While a model's own code runs, ``os._exit`` raises ``SystemExit`` instead of ending noiselint."""
+    """While a model's own code runs, ``os._exit`` raises ``SystemExit`` instead of ending noiselint,
+    and what it prints goes to stderr (:func:`stdout_to_stderr`)."""
     original = os._exit
 
     def refuse(code: int) -> None:
@@ -103,9 +105,31 @@ def _exits_raise():
 
     os._exit = refuse
     try:
-        yield
+        with stdout_to_stderr():
+            yield
     finally:
         os._exit = original
+
+
+@contextmanager
+def stdout_to_stderr():
+    """Send stdout to stderr inside the block, for Python's ``print`` and for file descriptor 1
+    (C extensions, subprocesses): stdout carries the report (``--format json``) and nothing else."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (a closed or embedded stdout): Python's stream only
+        saved = None
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _exit_message(name: str, exc: SystemExit) -> str:

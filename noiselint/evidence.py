@@ -114,6 +114,42 @@ def exposure(findings: Iterable[Finding], table: Mapping[str, Any] | None = None
     return sum(best.values())
 
 
+EXPOSURE_DOCS = """
+## What it is
+A model's static noise exposure: log10 of the noise variance at the logits that following its
+findings would remove, as the twin study measured it. No weights are needed.
+
+## How it is computed
+Each finding's analytic factor f (a Lipschitz factor squared) gives -log10 f; that is scaled by its
+rule's transfer, the study's measured log10 noise reduction at the logits per unit of analytic
+prediction (mean over the rule's twin pairs that showed an effect). A rule counts once, with its
+largest term: a design choice repeated at every stage is one choice. Rules the study did not
+measure keep their analytic term; rules it found no effect for add 0.
+
+## Why
+The analytic factors overstate real gains (trained features are not white noise) and some
+predicted gains did not appear at all; the old figure, the sum of every finding's analytic term,
+ranked the twins less well than measured robustness does (``benchmarks/README.md``).
+
+## Known problems
+Calibrated on small CPU-trained ResNets on two small tasks; the transfer of a rule to large
+pretrained models is not measured. A ranking figure, not an accuracy prediction.
+"""
+
+
+def exposure_docs(table: Mapping[str, Any] | None = None) -> str:
+    """:data:`EXPOSURE_DOCS` with the rules left out and the transfers, read from the study's data."""
+    table = packaged() if table is None else table
+    lines = [EXPOSURE_DOCS.strip(), "", "## Terms from the study", ""]
+    for code in sorted(table["rules"]):
+        found = for_rule(code, table)
+        scale = transfer(found)
+        lines.append(f"- {code}: {found.verdict}; " + ("left out (transfer 0)" if not scale
+                                                       else f"transfer {scale:.2f}"))
+    lines.append("- every other rule: not measured; its analytic term counts")
+    return "\n".join(lines) + "\n"
+
+
 def findings_from_dicts(items: Iterable[Mapping[str, Any]], model: str) -> list[Finding]:
     """Findings rebuilt from the benchmark's stored dicts (code, module path, estimate figures)."""
     out = []

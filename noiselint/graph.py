@@ -64,11 +64,17 @@ class Op:
 
 @dataclass(frozen=True)
 class SourceLocation:
-    """A position in a source file (1-based line and column)."""
+    """A position in a source file (1-based line and column).
+
+    ``related`` holds further lines behind it, not part of its identity: for a layer built by a
+    helper (``self.stem = conv_bn(...)``), the location is the call site and ``related`` the
+    helper's own line (SARIF ``relatedLocations``).
+    """
 
     path: str
     line: int
     column: int = 1
+    related: tuple[SourceLocation, ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}"

@@ -41,9 +41,11 @@ _ADAPTIVE = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPoo
              nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3}
 _UNARY_FUNCTIONS = {
     torch.relu, F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.leaky_relu, F.mish,
-    F.dropout, torch.sigmoid, torch.tanh, F.sigmoid, F.tanh, operator.neg,
+    F.dropout, F.dropout2d, torch.sigmoid, torch.tanh, F.sigmoid, F.tanh, operator.neg, F.elu, F.hardtanh,
+    F.softplus, F.softmax, F.log_softmax, torch.softmax, F.normalize, torch.clamp, torch.abs, torch.exp,
 }
-_UNARY_METHODS = {"relu", "sigmoid", "tanh", "contiguous", "float", "clone"}
+_UNARY_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous", "float", "clone", "softmax",
+                  "clamp", "abs", "exp", "detach"}
 _BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
            operator.truediv, operator.itruediv, torch.add, torch.mul, torch.sub}
 _BINARY_METHODS = {"add", "mul", "sub", "div", "add_", "mul_"}
@@ -252,7 +254,7 @@ def _function_shape(target: Any, args: tuple, kwargs: dict, *, method: bool) -> 
         return None, None
     shape = tuple(x.shape)
     unary, binary = (_UNARY_METHODS, _BINARY_METHODS) if method else (_UNARY_FUNCTIONS, _BINARY)
-    if target in unary and len(args) == 1 and not kwargs:
+    if target in unary and not _tensors_in(args[1:], kwargs):  # F.relu(x, inplace=False), F.gelu(x, approximate=)
         return shape, x
     if (target in binary or target is operator.pow) and len(args) == 2 and not kwargs:
         other = args[1]
@@ -276,6 +278,10 @@ def _function_shape(target: Any, args: tuple, kwargs: dict, *, method: bool) -> 
     if target is F.scaled_dot_product_attention:
         return _attention(args, kwargs), x
     return None, None
+
+
+def _tensors_in(args: tuple, kwargs: dict) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in (*args, *kwargs.values()))
 
 
 def _reduce(shape: tuple[int, ...], args: tuple, kwargs: dict) -> tuple[int, ...] | None:

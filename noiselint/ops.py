@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any
 
 from noiselint.graph import Op
@@ -82,11 +83,54 @@ def module_op(module: Any) -> tuple[str, dict[str, Any]]:
         return Op.RESIZE, {"scale": module.scale_factor, "mode": module.mode}
     if isinstance(module, (nn.Flatten, nn.Unflatten, nn.Identity)):
         return Op.RESHAPE, {}
+    if isinstance(module, nn.Unfold):  # Swin-style patch partition: non-overlapping windows -> vectors
+        kernel, stride = _pair(module.kernel_size), _pair(module.stride)
+        return Op.RESHAPE, {"kind": name, **({"patch": kernel} if kernel == stride else {})}
+    if type(module).__module__.startswith("einops") and name in ("Rearrange", "Reduce"):
+        return einops_op(module.pattern, getattr(module, "axes_lengths", {}) or {},
+                         getattr(module, "reduction", None), name)
     if name in _NORM_TYPES or isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)):
         return Op.NORM, {"kind": name}
     if name in _ACTIVATION_TYPES:
         return Op.ACTIVATION, {"kind": name}
     return Op.OTHER, {"kind": name}
+
+
+def _slice_steps(index: Any) -> tuple[int, int] | None:
+    """(step H, step W) of an ``x[:, :, ::2, ::2]`` index on an NCHW tensor, None for any other."""
+    if not isinstance(index, tuple) or len(index) != 4 or index[0] is Ellipsis:
+        return None
+    if not all(isinstance(i, slice) for i in index):
+        return None
+    steps = tuple(i.step if isinstance(i.step, int) else 1 for i in index[2:])
+    if index[0].step not in (None, 1) or index[1].step not in (None, 1) or max(steps) <= 1:
+        return None
+    return steps
+
+
+def einops_op(pattern: str, axes_lengths: dict, reduction: str | None, kind: str) -> tuple[str, dict[str, Any]]:
+    """An einops ``rearrange``/``reduce`` pattern read as a layer.
+
+    ``b c (h p1) (w p2) -> b (h w) (p1 p2 c)`` with p1, p2 given is a patch partition (``patch``
+    (p1, p2)), which a following ``Linear`` turns into a patch embedding; ``reduce`` over grouped
+    axes is pooling (``mean`` average, ``max`` max), over whole spatial axes global pooling.
+    """
+    left, _, right = pattern.partition("->")
+    groups = re.findall(r"\(([^)]*)\)", left)
+    factors = [next((int(axes_lengths[a]) for a in g.split()[1:] if a in axes_lengths), None) for g in groups]
+    factors = [f for f in factors if f]
+    attrs: dict[str, Any] = {"kind": kind, "pattern": pattern}
+    if reduction in ("mean", "max"):
+        pooled = Op.AVG_POOL if reduction == "mean" else Op.MAX_POOL
+        if len(factors) == 2 and not any(a in right.split() for g in groups for a in g.split()[1:]):
+            return pooled, {**attrs, "kernel": tuple(factors), "window": tuple(factors), "stride": tuple(factors),
+                            "padding": (0, 0)}
+        if len(left.split()) == 4 and not groups and len(right.split()) == 2:  # b c h w -> b c
+            global_kind = Op.ADAPTIVE_AVG_POOL if reduction == "mean" else Op.ADAPTIVE_MAX_POOL
+            return global_kind, {**attrs, "output_size": (1, 1)}
+    if len(factors) == 2 and reduction is None:
+        attrs["patch"] = tuple(factors)
+    return Op.RESHAPE, attrs
 
 
 def _function_names() -> dict[Any, str]:
@@ -136,6 +180,16 @@ def function_op(function: Any, args: tuple, kwargs: dict) -> tuple[str, dict[str
     except TypeError:  # unhashable callables
         kind = Op.OTHER
     attrs: dict[str, Any] = {"function": getattr(function, "__name__", str(function))}
+    if function is operator.getitem and len(args) > 1:
+        stride = _slice_steps(args[1])
+        if stride is not None:
+            return Op.SUBSAMPLE, {**attrs, "kernel": (1, 1), "stride": stride, "slice": True}
+    if kind == Op.OTHER and str(getattr(function, "__module__", "")).startswith("einops") \
+            and len(args) > 1 and isinstance(args[1], str):
+        reduction = (args[2] if len(args) > 2 else kwargs.get("reduction")) if attrs["function"] == "reduce" else None
+        axes = {k: v for k, v in kwargs.items() if isinstance(v, int)}
+        kind, found = einops_op(args[1], axes, reduction if isinstance(reduction, str) else None, attrs["function"])
+        return kind, {**attrs, **found}
     if kind in (Op.MAX_POOL, Op.AVG_POOL):
         kernel = _pair(_arg(args, kwargs, 1, "kernel_size"))
         stride = _arg(args, kwargs, 2, "stride")

@@ -54,7 +54,8 @@ def _reaches_input(graph: ModelGraph, node_id: str, has_shapes: bool) -> bool:
 
 
 def classify_convolutions(graph: ModelGraph) -> None:
-    """Strided 1x1 convs are subsampling; a conv with kernel == stride > 1 on the input is a patch embed."""
+    """Strided 1x1 convs are subsampling; a conv with kernel == stride > 1 on the input, or a linear
+    layer after a patch partition of it, is a patch embed."""
     has_shapes = any(data["shape"] is not None for _, data in graph.nodes())
     for node_id, data in graph.nodes(Op.CONV):
         kernel, stride = data["attrs"].get("kernel"), data["attrs"].get("stride")
@@ -64,6 +65,31 @@ def classify_convolutions(graph: ModelGraph) -> None:
             data["op"] = Op.SUBSAMPLE
         elif tuple(kernel) == tuple(stride) and min(kernel) > 1 and _reaches_input(graph, node_id, has_shapes):
             data["op"] = Op.PATCH_EMBED
+    for node_id, data in graph.nodes(Op.LINEAR):
+        patch = _patch_partition(graph, node_id, has_shapes)
+        features = data["attrs"].get("in_features")
+        if patch and features and features % (patch[0] * patch[1]) == 0:
+            data["op"] = Op.PATCH_EMBED
+            data["attrs"].update(kernel=patch, stride=patch, in_channels=features // (patch[0] * patch[1]),
+                                 out_channels=data["attrs"].get("out_features"), groups=1, padding=(0, 0))
+
+
+def _patch_partition(graph: ModelGraph, node_id: str, has_shapes: bool) -> tuple[int, int] | None:
+    """The patch of a partition (einops ``Rearrange``, ``nn.Unfold``) that feeds a linear layer
+    from the input through reshapes and norms: ``Rearrange`` + ``Linear`` is a patch embedding."""
+    frontier, seen = list(graph.predecessors(node_id)), set()
+    while frontier:
+        current = frontier.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        data = graph.node(current)
+        patch = data["attrs"].get("patch")
+        if patch and _reaches_input(graph, current, has_shapes):
+            return tuple(patch)
+        if data["op"] in (Op.RESHAPE, Op.NORM, Op.OTHER) and len(seen) < 8:
+            frontier.extend(graph.predecessors(current))
+    return None
 
 
 def mark_stem(graph: ModelGraph) -> None:

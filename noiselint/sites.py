@@ -16,8 +16,9 @@ import os
 import sys
 import textwrap
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from types import FrameType
 
 from noiselint.graph import SourceLocation
@@ -41,39 +42,115 @@ def _location(frame: FrameType) -> SourceLocation:
     return SourceLocation(display_path(frame.f_code.co_filename), frame.f_lineno, column)
 
 
-def _construction_frame(module: object, prefer: Sequence[str]) -> FrameType | None:
+#: Layers that do the work a rule looks at; a module holding at most one of them is a wrapper
+#: (``ConvBlock`` = conv + norm + activation) whose call site, not its body, is the model's line.
+_SUBSTANTIVE = ("Conv", "Linear", "Pool", "Blur", "Unfold")
+
+
+def _construction_chain(module: object) -> list[tuple[str, SourceLocation, weakref.ref | None]]:
+    """The frames that were building ``module``, innermost first: (absolute file, line, the
+    ``nn.Module`` that frame's ``self`` was building, if any). Torch's and noiselint's frames are
+    left out, and so is the module's own ``__init__`` chain but for its innermost user line."""
+    import torch.nn as nn
+
+    chain = []
     frame = sys._getframe(2)
     while frame is not None and frame.f_locals.get("self") is module:
+        if not chain and not frame.f_code.co_filename.startswith(_internal_dirs()):
+            # the innermost line of a user's layer subclass (``Conv2dSame.__init__``): the helper's line
+            chain.append((os.path.abspath(frame.f_code.co_filename), _location(frame), None))
         frame = frame.f_back
-    caller = frame
-    while frame is not None and prefer:
-        if frame.f_code.co_filename.startswith(tuple(prefer)):
-            return frame
+    inner = None  # a comprehension's line, which belongs to the frame that runs it
+    while frame is not None and len(chain) < _MAX_FRAMES:
+        path = frame.f_code.co_filename
+        if frame.f_code.co_name in _COMPREHENSIONS:
+            inner = inner or _location(frame)
+        elif not path.startswith(_internal_dirs()):
+            owner = frame.f_locals.get("self")
+            chain.append((os.path.abspath(path), inner or _location(frame),
+                          weakref.ref(owner) if isinstance(owner, nn.Module) else None))
+            inner = None
         frame = frame.f_back
-    return caller
+    return chain
+
+
+_COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
+
+
+_MAX_FRAMES = 24
+
+
+@functools.cache
+def _internal_dirs() -> tuple[str, ...]:
+    import torch
+
+    import noiselint
+
+    return tuple(os.path.dirname(p.__file__) + os.sep for p in (torch, noiselint))
+
+
+def _is_wrapper(owner: object) -> bool:
+    """At most one substantive layer (conv, linear, pooling, blur) inside ``owner``."""
+    count = 0
+    for child in owner.modules():
+        if child is not owner and any(word in type(child).__name__ for word in _SUBSTANTIVE) \
+                and not any(True for _ in child.children()):
+            count += 1
+            if count > 1:
+                return False
+    return True
+
+
+def resolve(chain: Sequence[tuple[str, SourceLocation, weakref.ref | None]], prefer: Sequence[str],
+            wrapper: Callable[[object], bool] = _is_wrapper) -> SourceLocation | None:
+    """The model's line for a module built along ``chain``.
+
+    Walking outwards from the innermost frame, the first frame whose ``self`` is a module that is
+    not a wrapper: the ``self.stem = conv_bn(...)`` line of the model's class rather than the
+    ``nn.Conv2d`` inside ``conv_bn``. Without one, the outermost frame that built a module, else
+    the innermost frame. Frames in ``prefer`` folders win when there are any (a model file that
+    calls ``timm.create_model`` is located at that call). The innermost frame, the helper's line,
+    is kept as the location's ``related`` when it differs.
+    """
+    if not chain:
+        return None
+    frames = [entry for entry in chain if entry[0].startswith(tuple(prefer))] or list(chain)
+    owned = [(location, ref()) for _, location, ref in frames if ref is not None and ref() is not None]
+    primary = next((location for location, owner in owned if not wrapper(owner)),
+                   owned[-1][0] if owned else frames[0][1])
+    helper = chain[0][1]
+    return primary if helper == primary else replace(primary, related=(helper,))
 
 
 @contextmanager
-def recording(prefer: Sequence[str] = ()) -> Iterator[weakref.WeakKeyDictionary]:
-    """Map every module constructed inside the block to its :class:`SourceLocation`."""
+def recording(prefer: Sequence[str] = ()) -> Iterator[dict]:
+    """Map every module constructed inside the block to its :class:`SourceLocation`.
+
+    The map is filled when the block ends, once the whole model exists (the wrapper test reads
+    the finished modules).
+    """
     import torch.nn as nn
 
     sites: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    chains: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     original_init = nn.Module.__init__
-    prefer = tuple(os.path.abspath(p) for p in prefer)
+    prefer = tuple(os.path.abspath(p) + os.sep for p in prefer)
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
-        if self not in sites:
-            frame = _construction_frame(self, prefer)
-            if frame is not None:
-                sites[self] = _location(frame)
+        if self not in chains:
+            chains[self] = _construction_chain(self)
 
     nn.Module.__init__ = init
     try:
         yield sites
     finally:
         nn.Module.__init__ = original_init
+        wrapper = functools.lru_cache(maxsize=None)(_is_wrapper)
+        for module, chain in list(chains.items()):
+            location = resolve(chain, prefer, wrapper)
+            if location is not None:
+                sites[module] = location
 
 
 def class_sites(model: object) -> dict:

@@ -150,12 +150,18 @@ _OPAQUE_OPS = frozenset({Op.BLUR, Op.ATTENTION})
 
 
 def _timm_notrace() -> tuple[tuple, tuple]:
-    """timm's registered leaf module types and autowrapped functions, when the model brought timm in."""
+    """Leaf module types and autowrapped functions: timm's registered ones, when the model brought
+    timm in, and einops' ``rearrange``/``repeat``/``reduce`` (fx cannot trace into them)."""
+    functions = ()
+    if "einops" in sys.modules:
+        import einops
+
+        functions = (einops.rearrange, einops.repeat, einops.reduce)
     if "timm" not in sys.modules:
-        return (), ()
+        return (), functions
     from timm.layers import _fx as timm_fx
 
-    return tuple(timm_fx.get_notrace_modules()), tuple(timm_fx.get_notrace_functions())
+    return tuple(timm_fx.get_notrace_modules()), (*timm_fx.get_notrace_functions(), *functions)
 
 
 def _is_opaque(module: nn.Module, leaf_types: tuple) -> bool:
@@ -382,10 +388,23 @@ def _export_graph(model, input_size, sites):
 
 
 def _is_leaf(module: nn.Module, leaf_types: tuple) -> bool:
-    """A module fx keeps whole: torch's own layers, timm's leaf modules, blurs and attention."""
-    if _is_opaque(module, leaf_types):
+    """A module fx keeps whole: torch's own layers and the user's subclasses of them, timm's leaf
+    modules, blurs and attention."""
+    if _is_opaque(module, leaf_types) or _is_layer_subclass(module) or type(module).__module__.startswith("einops"):
         return True
     return type(module).__module__.startswith(("torch.nn", "torch.ao.nn")) and not isinstance(module, nn.Sequential)
+
+
+_LAYER_BASES = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
+_PADDING = (nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
+            nn.modules.padding._ReplicationPadNd, nn.Identity)
+
+
+def _is_layer_subclass(module: nn.Module) -> bool:
+    """A subclass of a torch conv, linear or pooling layer whose only children pad its input
+    (``Conv2dSame``, lukemelas' ``Conv2dStaticSamePadding``): one layer, read from its attributes
+    and located where it was built, not at the ``F.conv2d`` in its ``forward``."""
+    return isinstance(module, _LAYER_BASES) and all(isinstance(child, _PADDING) for child in module.children())
 
 
 def _leaf_call(node, modules: Mapping[str, nn.Module], leaf_types: tuple) -> tuple[str | None, str | None]:

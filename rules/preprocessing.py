@@ -57,6 +57,10 @@ class SmallNormalizationStd(Rule):
     evidence is for CLIP against supervised ViTs, and most timm CNNs use ImageNet's std. A worst-case
     bound, not an average-case noise figure.
 
+    The twin study (``benchmarks/twins``) found no effect for CNNs trained with std 0.25 against 0.5,
+    with a BatchNorm after the stem or without one: a network trained behind a scaling learns
+    weights for it. The factor is labelled an upper bound and the rule adds nothing to ``exposure``.
+
     ## References
     - Kim et al., "Unlocking Noise-Resistant Vision", arXiv:2509.20939 (2025)
     """

@@ -103,7 +103,8 @@ def test_precommit_fix_hook_rewrites_the_file(tmp_path):
         subprocess.run(["git", *args], cwd=repo, check=True)
     shutil.copy(ROOT / "fixtures" / "fixes" / "NL301_module.in.py", repo / "model.py")
     (repo / "pyproject.toml").write_text('[tool.noiselint]\nselect = ["NL301"]\n')
-    local = {**hook, "language": "system", "entry": hook["entry"].replace("noiselint", f"{sys.executable} -m noiselint", 1)}
+    entry = hook["entry"].replace("noiselint", f"{sys.executable} -m noiselint", 1)
+    local = {**hook, "language": "system", "entry": entry}
     (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": [{"repo": "local", "hooks": [local]}]}))
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     env = {"PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "NOISELINT_NO_CACHE": "1",

@@ -64,8 +64,9 @@ def test_annotations_for_findings_info_and_errors(tmp_path: Path, monkeypatch):
 
 def json_estimate(finding: dict) -> str:
     estimate = finding["estimate"]
-    return (f"{estimate['quantity']} x{estimate['factor']:.3g} (input sigma x{estimate['sigma_factor']:.3g}) "
-            f"[{estimate['basis']}]")
+    bound = f" ({estimate['bound']})" if estimate["bound"] else ""
+    return (f"{estimate['quantity']} x{estimate['factor']:.3g} (input sigma x{estimate['sigma_factor']:.3g})"
+            f"{bound} [{estimate['basis']}]")
 
 
 def test_markdown_summary(tmp_path: Path, monkeypatch):

@@ -87,7 +87,7 @@ def test_local_system_hook_fails_on_a_bad_model_and_skips_files_without_one(proj
     assert "noiselint" in result.stdout and "Passed" in result.stdout
     result = pre_commit(project, "run", "noiselint", "--files", "bad.py", "helpers.py")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"bad.py:{POOL_LINE}:24 NL301 max-pooling" in result.stdout and "helpers.py" not in result.stdout
+    assert f"bad.py:{POOL_LINE}:24 NL301 [*] max-pooling" in result.stdout and "helpers.py" not in result.stdout
 
 
 @pytest.mark.slow
@@ -105,7 +105,7 @@ def test_try_repo_installs_this_checkout_and_runs_the_hook(project, tmp_path):
         env.update(PIP_NO_BUILD_ISOLATION="0", PIP_NO_INDEX="1")
     result = pre_commit(project, "try-repo", str(checkout), "noiselint", "--files", "bad.py", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"bad.py:{POOL_LINE}:24 NL301 max-pooling" in result.stdout
+    assert f"bad.py:{POOL_LINE}:24 NL301 [*] max-pooling" in result.stdout
     result = pre_commit(project, "try-repo", str(checkout), "noiselint", "--files", "good.py", "helpers.py", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Passed" in result.stdout

@@ -61,8 +61,10 @@ def test_vits_rank_by_patch_size():
     assert exposure[32] == 0.0
 
 
-def test_resnet_d_is_less_exposed_than_resnet():
-    assert report("timm:resnet50d").exposure < report("timm:resnet50").exposure
+def test_resnet_d_shortcuts_add_no_exposure():  # issue 10: the twin study found no gain from them
+    assert report("timm:resnet50d").exposure == pytest.approx(report("timm:resnet50").exposure)
+    assert {f.code for f in report("timm:resnet50").findings} - {f.code for f in report("timm:resnet50d").findings} \
+        == {"NL302"}
 
 
 def test_test_size_rule_states_an_unknown_gain():

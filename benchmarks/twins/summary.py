@@ -176,6 +176,17 @@ def packaged(pairs: list[dict], meta: dict, variants: dict) -> dict:
     }
 
 
+def old_exposure(findings: list[dict]) -> float:
+    """The exposure before the twin study: log10 of the product of every finding's analytic advice term
+    (NL201 left out: its estimate had no factor then)."""
+    from noiselint import estimates
+    from noiselint import evidence as ev
+
+    terms = [estimates.advice_term(f.estimate) for f in ev.findings_from_dicts(findings, "")
+             if f.estimate is not None and f.code != "NL201"]
+    return estimates.combine_exposure(t for t in terms if t is not None)
+
+
 def exposure_check(lint: dict, variants: dict, evidence: dict) -> dict[str, dict]:
     """Per task: Spearman of the old (analytic) and new (evidence) exposure, and of the measured logit
     NSR, with the variant mean robustness; the exposures per variant."""
@@ -185,7 +196,7 @@ def exposure_check(lint: dict, variants: dict, evidence: dict) -> dict[str, dict
     for task, table in variants.items():
         names = sorted(table)
         robustness = [table[v]["robustness"] for v in names]
-        old = [lint[f"{task}/{v}"]["exposure"] for v in names]
+        old = [old_exposure(lint[f"{task}/{v}"]["findings"]) for v in names]
         new = [ev.exposure(ev.findings_from_dicts(lint[f"{task}/{v}"]["findings"], v), evidence) for v in names]
         out[task] = {
             "variants": names,

@@ -307,6 +307,9 @@ def _constants_preprocessing(module: ModuleType, name: str | None) -> Preprocess
                 origin = "torchvision Normalize in the module"
                 break
     size = _as_size(getattr(module, "INPUT_SIZE", None))
+    if size is None:
+        size = next((crop for crop in map(_center_crop, vars(module).values()) if crop is not None), None)
+        origin = origin if size is None or mean is not None else "torchvision CenterCrop in the module"
     constants = None
     if mean is not None or std is not None or size is not None:
         constants = Preprocessing(
@@ -364,10 +367,36 @@ def _tuple(value: Any) -> tuple | None:
 
 
 def _numbers_only(cfg: dict) -> dict:
-    """The cfg keys noiselint reads, when they hold numbers (a cfg may say ``input_size=None``)."""
+    """The cfg keys noiselint reads, when they hold numbers (a cfg may say ``input_size=None``).
+
+    Mean and std stated on another pixel range (pretrainedmodels' ``input_range: [0, 255]``) are
+    rescaled to [0, 1] pixels: BNInception's std 1 on 0..255 is std 1/255.
+    """
     keys = ("mean", "std", "input_size", "test_input_size", "crop_pct")
-    return {k: cfg[k] for k in keys if isinstance(cfg.get(k), (list, tuple, int, float)) and not isinstance(
+    numbers = {k: cfg[k] for k in keys if isinstance(cfg.get(k), (list, tuple, int, float)) and not isinstance(
         cfg.get(k), bool)}
+    span = cfg.get("input_range")
+    if isinstance(span, (list, tuple)) and len(span) == 2 and all(isinstance(v, (int, float)) for v in span) \
+            and span[1] - span[0] > 1:
+        scale = float(span[1] - span[0])
+        for key in ("mean", "std"):
+            if isinstance(numbers.get(key), (list, tuple)):
+                numbers[key] = [float(v) / scale for v in numbers[key]]
+    return numbers
+
+
+def _center_crop(value: Any) -> tuple[int, int, int] | None:
+    """(3, H, W) of the ``CenterCrop`` in a module-level ``transforms.Compose``: the model's input."""
+    inner = getattr(value, "transforms", None)
+    if type(value).__name__ != "Compose" or not isinstance(inner, (list, tuple)):
+        return None
+    crop = next((t for t in inner if type(t).__name__ == "CenterCrop"), None)
+    size = getattr(crop, "size", None)
+    if isinstance(size, int):
+        size = (size, size)
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return (3, *size)
+    return None
 
 
 def _find_normalize(value: Any) -> Any:

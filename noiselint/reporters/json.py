@@ -8,8 +8,15 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from noiselint.findings import Finding, ModelReport, Report
+from noiselint.graph import SourceLocation
 
 SCHEMA_VERSION = 1
+
+
+def location_dict(location: SourceLocation) -> dict[str, Any]:
+    """``{path, line, column, related}``, ``related`` the helper lines behind the location."""
+    return {"path": location.path, "line": location.line, "column": location.column,
+            "related": [{"path": r.path, "line": r.line, "column": r.column} for r in location.related]}
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
@@ -22,7 +29,7 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "model": finding.model,
         "node": finding.node,
         "module_path": finding.module_path,
-        "location": asdict(finding.location) if finding.location else None,
+        "location": location_dict(finding.location) if finding.location else None,
         "fingerprint": finding.fingerprint,
         "estimate": None if estimate is None else {
             "quantity": estimate.quantity,

@@ -57,6 +57,17 @@ def _location(finding: Finding, model: ModelReport, root: Path) -> dict[str, Any
     return location
 
 
+def _related(finding: Finding, root: Path) -> dict[str, Any]:
+    """``relatedLocations``: the helper's line that built a layer located at its call site."""
+    if finding.location is None or not finding.location.related:
+        return {}
+    return {"relatedLocations": [
+        {"id": number, "message": {"text": "the layer is built here"},
+         "physicalLocation": {"artifactLocation": _artifact(r.path, root),
+                              "region": {"startLine": max(r.line, 1), "startColumn": max(r.column, 1)}}}
+        for number, r in enumerate(finding.location.related, 1)]}
+
+
 def _rule_classes(report: Report) -> list[type[Rule]]:
     """Every discovered rule, plus rules loaded from other folders that this report mentions."""
     from noiselint import registry
@@ -98,6 +109,7 @@ def _result(finding: Finding, model: ModelReport, index: dict[str, int], root: P
         "level": LEVELS[finding.severity],
         "message": {"text": text},
         "locations": [_location(finding, model, root)],
+        **_related(finding, root),
         "partialFingerprints": {FINGERPRINT_KEY: finding.fingerprint},
         "properties": {"model": finding.model, "modulePath": finding.module_path, "node": finding.node,
                        **({"evidence": asdict(finding.evidence)} if finding.evidence is not None else {})},

@@ -48,8 +48,11 @@ def verify_report(report: Report, options: VerifyOptions, warn: Warn = lambda me
 
 def _verify_or_fail(model: ModelReport, options: VerifyOptions, device: torch.device) -> ModelReport:
     """:func:`verify_model`, with a failure of the model itself turned into a one-line error."""
+    from noiselint.engine import stdout_to_stderr
+
     try:
-        return verify_model(model, options, device)
+        with stdout_to_stderr():  # the model's own prints never reach the report on stdout
+            return verify_model(model, options, device)
     except NoiselintError:
         raise
     except Exception as exc:  # noqa: BLE001 - user models may fail in any way on real inputs

@@ -1,0 +1,78 @@
+"""The real-world corpus (fixtures/realworld/corpus.toml) linted as its users would, checked against
+golden expectations read from the vendored sources: per target the findings' codes, module paths, the
+line each points at (the model's own line) and the helper's line behind it (``related``), a trace
+level that is not the structural fallback, and for the targets that cannot be linted as they stand,
+a one-line error that says what to do.
+
+Bug classes of issue 9, each with real files here: export attributes (cct_7, swin, CLIP, DINOv2 at
+the export level), value-touching construction (ConvNeXt/Swin drop-path schedules), package imports
+(osmr's relative imports, dinov2), input size (CIFAR nets at 32), preprocessing in the file
+(DMWideResNet's forward normalization, BNInception's 0..255 settings, a torchvision Compose),
+stdout (readme_vit prints), locations (helper-built layers), recognition (Rearrange + Linear, x[::2]).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from .conftest import ROOT
+
+CORPUS = tomllib.loads((ROOT / "fixtures" / "realworld" / "corpus.toml").read_text())["target"]
+
+
+def _path(path: str) -> str:
+    """Paths inside an installed package compared from the package on (``torchvision/models/...``)."""
+    return path.split("site-packages/", 1)[1] if "site-packages/" in path else path
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> dict[str, dict]:
+    """Every corpus target linted in one CLI run, in process (``--jobs 1``), as JSON by target."""
+    out = tmp_path_factory.mktemp("realworld") / "report.json"
+    targets = [t["target"] for t in CORPUS]
+    done = subprocess.run([sys.executable, "-m", "noiselint", "check", *targets, "--no-cache", "--jobs", "1",
+                           "--format", "concise", "--report", f"json:{out}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert done.returncode in (0, 1, 2), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    return {m["target"]: m for m in json.loads(out.read_text())["models"]}
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[t["target"].split("/")[-1] for t in CORPUS])
+def test_corpus_target(entry, reports):
+    model = reports[entry["target"]]
+    if "expected_error" in entry:
+        assert model["status"] == "error"
+        assert "\n" not in model["error"] and len(model["error"]) < 600
+        return
+    assert model["status"] == "ok", model["error"]
+    assert model["graph"]["trace_level"] in ("fx", "export", "hooks")
+    found = {(f["code"], f["module_path"], f"{_path(f['location']['path'])}:{f['location']['line']}",
+              tuple(f"{_path(r['path'])}:{r['line']}" for r in f["location"]["related"])) for f in model["findings"]}
+    expected = {(e["code"], e["module"], e["at"], (e["related"],) if e.get("related") else ())
+                for e in entry["expected"]}
+    assert found == expected
+
+
+def test_a_model_that_prints_leaves_the_json_on_stdout_valid():
+    target = "fixtures/realworld/lucidrains_vit_pytorch/readme_vit.py:v"  # prints its output shape
+    done = subprocess.run([sys.executable, "-m", "noiselint", "check", target, "--no-cache", "--format", "json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr
+    assert json.loads(done.stdout)["models"][0]["status"] == "ok"
+    assert "torch.Size" in done.stderr
+
+
+def test_output_written_to_file_descriptor_1_goes_to_stderr(tmp_path):
+    model = tmp_path / "noisy.py"
+    model.write_text("import os\nimport torch.nn as nn\nos.write(1, b'from C\\n')\n"
+                     "def model():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())\n")
+    done = subprocess.run([sys.executable, "-m", "noiselint", "check", f"{model}:model", "--no-cache",
+                           "--format", "json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert json.loads(done.stdout)["models"][0]["status"] == "ok"
+    assert "from C" in done.stderr
