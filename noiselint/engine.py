@@ -115,10 +115,10 @@ def _exits_raise():
 def stdout_to_stderr():
     """Send stdout to stderr inside the block, for Python's ``print`` and for file descriptor 1
     (C extensions, subprocesses): stdout carries the report (``--format json``) and nothing else."""
-    sys.stdout.flush()
     try:
+        sys.stdout.flush()
         saved = os.dup(1)
-    except OSError:  # no file descriptor 1 (a closed or embedded stdout): Python's stream only
+    except (OSError, ValueError, AttributeError):  # no usable stdout (closed, None, embedded): Python's stream only
         saved = None
     try:
         if saved is not None:

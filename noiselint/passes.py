@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import networkx as nx
 
 from noiselint.graph import ModelGraph, Op
@@ -38,19 +40,23 @@ def _reaches_input(graph: ModelGraph, node_id: str, has_shapes: bool) -> bool:
     Where shapes are known, only tensor-carrying edges are followed: a deep layer whose reshape
     reads the input's height and width (``H, W = x.shape[-2:]``) is not fed by the input.
     """
-    frontier = graph.predecessors(node_id)
-    seen = set()
-    while frontier:
+    return any(data["op"] == Op.INPUT for _, data in _upstream(graph, node_id, _TRANSPARENT, has_shapes))
+
+
+def _upstream(graph: ModelGraph, node_id: str, through: frozenset[str], has_shapes: bool,
+              limit: int | None = None) -> Iterator[tuple[str, dict]]:
+    """The nodes feeding ``node_id``, nearest first, walking back only through ``through`` ops
+    (with a shape where shapes are known), at most ``limit`` of them."""
+    frontier, seen = list(graph.predecessors(node_id)), set()
+    while frontier and (limit is None or len(seen) < limit):
         current = frontier.pop()
         if current in seen:
             continue
         seen.add(current)
         data = graph.node(current)
-        if data["op"] == Op.INPUT:
-            return True
-        if data["op"] in _TRANSPARENT and (data["shape"] is not None or not has_shapes):
+        yield current, data
+        if data["op"] in through and (data["shape"] is not None or not has_shapes):
             frontier.extend(graph.predecessors(current))
-    return False
 
 
 def classify_convolutions(graph: ModelGraph) -> None:
@@ -77,19 +83,15 @@ def classify_convolutions(graph: ModelGraph) -> None:
 def _patch_partition(graph: ModelGraph, node_id: str, has_shapes: bool) -> tuple[int, int] | None:
     """The patch of a partition (einops ``Rearrange``, ``nn.Unfold``) that feeds a linear layer
     from the input through reshapes and norms: ``Rearrange`` + ``Linear`` is a patch embedding."""
-    frontier, seen = list(graph.predecessors(node_id)), set()
-    while frontier:
-        current = frontier.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        data = graph.node(current)
+    for current, data in _upstream(graph, node_id, _PARTITION_PATH, has_shapes, limit=8):
         patch = data["attrs"].get("patch")
         if patch and _reaches_input(graph, current, has_shapes):
             return tuple(patch)
-        if data["op"] in (Op.RESHAPE, Op.NORM, Op.OTHER) and len(seen) < 8:
-            frontier.extend(graph.predecessors(current))
     return None
+
+
+#: Ops between a patch partition and its linear layer (reshapes, a LayerNorm).
+_PARTITION_PATH = frozenset({Op.RESHAPE, Op.NORM, Op.OTHER})
 
 
 def mark_stem(graph: ModelGraph) -> None:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from types import FrameType
 
-from noiselint.graph import SourceLocation
+from noiselint.graph import Op, SourceLocation
 
 
 def display_path(path: str) -> str:
@@ -37,51 +37,37 @@ def _display_path(path: str, cwd: str) -> str:
 
 
 def _location(frame: FrameType) -> SourceLocation:
-    position = next(itertools.islice(frame.f_code.co_positions(), frame.f_lasti // 2, None), None)
+    return _spot_location(_spot(frame))
+
+
+def _spot(frame: FrameType) -> tuple:
+    """What locates a frame's current line, cheap to keep: (code, instruction offset, line)."""
+    return frame.f_code, frame.f_lasti, frame.f_lineno
+
+
+def _spot_location(spot: tuple) -> SourceLocation:
+    code, lasti, line = spot
+    position = next(itertools.islice(code.co_positions(), lasti // 2, None), None)
     column = position[2] + 1 if position is not None and position[2] is not None else 1
-    return SourceLocation(display_path(frame.f_code.co_filename), frame.f_lineno, column)
+    return SourceLocation(display_path(code.co_filename), line, column)
 
 
-#: Layers that do the work a rule looks at; a module holding at most one of them is a wrapper
+def _self_of(frame: FrameType) -> object:
+    """The frame's ``self`` argument, reading ``f_locals`` (a copy on 3.11) only for methods."""
+    code = frame.f_code
+    return frame.f_locals.get("self") if code.co_argcount and code.co_varnames[0] == "self" else None
+
+
+#: Op kinds a rule looks at; a module holding at most one layer of these is a wrapper
 #: (``ConvBlock`` = conv + norm + activation) whose call site, not its body, is the model's line.
-_SUBSTANTIVE = ("Conv", "Linear", "Pool", "Blur", "Unfold")
-
-
-def _construction_chain(module: object) -> list[tuple[str, SourceLocation, weakref.ref | None]]:
-    """The frames that were building ``module``, innermost first: (absolute file, line, the
-    ``nn.Module`` that frame's ``self`` was building, if any). Torch's and noiselint's frames are
-    left out, and so is the module's own ``__init__`` chain but for its innermost user line."""
-    import torch.nn as nn
-
-    chain = []
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_locals.get("self") is module:
-        if not chain and not frame.f_code.co_filename.startswith(_internal_dirs()):
-            # the innermost line of a user's layer subclass (``Conv2dSame.__init__``): the helper's line
-            chain.append((os.path.abspath(frame.f_code.co_filename), _location(frame), None))
-        frame = frame.f_back
-    inner = None  # a comprehension's line, which belongs to the frame that runs it
-    while frame is not None and len(chain) < _MAX_FRAMES:
-        path = frame.f_code.co_filename
-        if frame.f_code.co_name in _COMPREHENSIONS:
-            inner = inner or _location(frame)
-        elif not path.startswith(_internal_dirs()):
-            owner = frame.f_locals.get("self")
-            chain.append((os.path.abspath(path), inner or _location(frame),
-                          weakref.ref(owner) if isinstance(owner, nn.Module) else None))
-            inner = None
-        frame = frame.f_back
-    return chain
-
-
+_SUBSTANTIVE = frozenset({Op.CONV, Op.LINEAR, Op.BLUR, *Op.POOLING})
 _COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 
 
-_MAX_FRAMES = 24
-
-
 @functools.cache
-def _internal_dirs() -> tuple[str, ...]:
+def internal_dirs() -> tuple[str, ...]:
+    """The installed torch and noiselint package folders: machinery, never the model's code (a
+    user's own checkout may be named noiselint, so the test is the folders, not a path fragment)."""
     import torch
 
     import noiselint
@@ -89,19 +75,50 @@ def _internal_dirs() -> tuple[str, ...]:
     return tuple(os.path.dirname(p.__file__) + os.sep for p in (torch, noiselint))
 
 
+def _construction_chain(module: object) -> list[tuple[str, tuple, weakref.ref | None]]:
+    """The frames that were building ``module``, innermost first: (absolute file, its spot, the
+    ``nn.Module`` that frame's ``self`` was building, if any), up to noiselint's own frame that
+    asked for the model. Torch's frames are left out, and so is the module's own ``__init__``
+    chain but for its innermost user line."""
+    import torch.nn as nn
+
+    chain = []
+    internal, own = internal_dirs(), internal_dirs()[1]
+    frame = sys._getframe(2)
+    while frame is not None and _self_of(frame) is module:
+        if not chain and not frame.f_code.co_filename.startswith(internal):
+            # the innermost line of a user's layer subclass (``Conv2dSame.__init__``): the helper's line
+            chain.append((os.path.abspath(frame.f_code.co_filename), _spot(frame), None))
+        frame = frame.f_back
+    inner = None  # a comprehension's line, which belongs to the frame that runs it
+    while frame is not None and not frame.f_code.co_filename.startswith(own):
+        path = frame.f_code.co_filename
+        if frame.f_code.co_name in _COMPREHENSIONS:
+            inner = inner or _spot(frame)
+        elif not path.startswith(internal):
+            owner = _self_of(frame)
+            chain.append((os.path.abspath(path), inner or _spot(frame),
+                          weakref.ref(owner) if isinstance(owner, nn.Module) else None))
+            inner = None
+        frame = frame.f_back
+    return chain
+
+
 def _is_wrapper(owner: object) -> bool:
-    """At most one substantive layer (conv, linear, pooling, blur) inside ``owner``."""
+    """At most one substantive layer (conv, linear, pooling, blur, patch partition) inside ``owner``."""
+    from noiselint.ops import module_op
+
     count = 0
     for child in owner.modules():
-        if child is not owner and any(word in type(child).__name__ for word in _SUBSTANTIVE) \
-                and not any(True for _ in child.children()):
+        kind, attrs = module_op(child)
+        if child is not owner and (kind in _SUBSTANTIVE or "patch" in attrs):
             count += 1
             if count > 1:
                 return False
     return True
 
 
-def resolve(chain: Sequence[tuple[str, SourceLocation, weakref.ref | None]], prefer: Sequence[str],
+def resolve(chain: Sequence[tuple[str, tuple, weakref.ref | None]], prefer: Sequence[str],
             wrapper: Callable[[object], bool] = _is_wrapper) -> SourceLocation | None:
     """The model's line for a module built along ``chain``.
 
@@ -115,11 +132,11 @@ def resolve(chain: Sequence[tuple[str, SourceLocation, weakref.ref | None]], pre
     if not chain:
         return None
     frames = [entry for entry in chain if entry[0].startswith(tuple(prefer))] or list(chain)
-    owned = [(location, ref()) for _, location, ref in frames if ref is not None and ref() is not None]
-    primary = next((location for location, owner in owned if not wrapper(owner)),
-                   owned[-1][0] if owned else frames[0][1])
+    owned = [(spot, ref()) for _, spot, ref in frames if ref is not None and ref() is not None]
+    primary = next((spot for spot, owner in owned if not wrapper(owner)), owned[-1][0] if owned else frames[0][1])
     helper = chain[0][1]
-    return primary if helper == primary else replace(primary, related=(helper,))
+    location = _spot_location(primary)
+    return location if helper == primary else replace(location, related=(_spot_location(helper),))
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from noiselint.errors import one_line
 from noiselint.graph import ModelGraph, Op, Preprocessing, SourceLocation, add_node
 from noiselint.normalization import forward_normalization
 from noiselint.ops import function_op, method_op, module_op
-from noiselint.sites import display_path
+from noiselint.sites import display_path, internal_dirs
 
 #: Models up to this many parameters may be materialized on CPU for a data-dependent forward.
 EAGER_CPU_PARAMETER_LIMIT = 50_000_000
@@ -558,15 +558,10 @@ def _caller_location() -> SourceLocation | None:
     frame = sys._getframe(1)
     while frame is not None:
         path = frame.f_code.co_filename
-        if not path.startswith(_INTERNAL_DIRS):
+        if not path.startswith(internal_dirs()):
             return SourceLocation(display_path(path), frame.f_lineno, 1)
         frame = frame.f_back
     return None
-
-
-#: Frames in these packages are machinery, never the model's code (a user's own checkout may be
-#: named noiselint, so the test is the installed package folders, not a path fragment).
-_INTERNAL_DIRS = tuple(os.path.dirname(package.__file__) + os.sep for package in (torch, sys.modules["noiselint"]))
 
 
 def _tensors(value) -> list[torch.Tensor]:

@@ -309,7 +309,9 @@ def _constants_preprocessing(module: ModuleType, name: str | None) -> Preprocess
     size = _as_size(getattr(module, "INPUT_SIZE", None))
     if size is None:
         size = next((crop for crop in map(_center_crop, vars(module).values()) if crop is not None), None)
-        origin = origin if size is None or mean is not None else "torchvision CenterCrop in the module"
+        if size is not None:
+            crop = "torchvision CenterCrop in the module"
+            origin = f"{origin}; input size from a {crop}" if mean is not None else crop
     constants = None
     if mean is not None or std is not None or size is not None:
         constants = Preprocessing(
@@ -385,13 +387,17 @@ def _numbers_only(cfg: dict) -> dict:
     return numbers
 
 
+def _compose_step(value: Any, name: str) -> Any:
+    """The first step of class ``name`` in a ``transforms.Compose`` (not the transforms module)."""
+    inner = getattr(value, "transforms", None)
+    if not isinstance(inner, (list, tuple)):
+        return None
+    return next((t for t in inner if type(t).__name__ == name), None)
+
+
 def _center_crop(value: Any) -> tuple[int, int, int] | None:
     """(3, H, W) of the ``CenterCrop`` in a module-level ``transforms.Compose``: the model's input."""
-    inner = getattr(value, "transforms", None)
-    if type(value).__name__ != "Compose" or not isinstance(inner, (list, tuple)):
-        return None
-    crop = next((t for t in inner if type(t).__name__ == "CenterCrop"), None)
-    size = getattr(crop, "size", None)
+    size = getattr(_compose_step(value, "CenterCrop"), "size", None)
     if isinstance(size, int):
         size = (size, size)
     if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
@@ -402,10 +408,7 @@ def _center_crop(value: Any) -> tuple[int, int, int] | None:
 def _find_normalize(value: Any) -> Any:
     if type(value).__name__ == "Normalize" and hasattr(value, "mean") and hasattr(value, "std"):
         return value
-    inner = getattr(value, "transforms", None)
-    if isinstance(inner, (list, tuple)):  # a transforms.Compose (not the torchvision.transforms module)
-        return next((t for t in inner if type(t).__name__ == "Normalize"), None)
-    return None
+    return _compose_step(value, "Normalize")
 
 
 #: Attributes and constructor parameters that state a model's input size.

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from noiselint.findings import Finding, ModelReport, Report, Severity
+from noiselint.graph import SourceLocation
 from noiselint.loaders import target_file
 from noiselint.rule import Rule
 
@@ -46,10 +47,7 @@ def _artifact(path: str, root: Path) -> dict[str, Any]:
 def _location(finding: Finding, model: ModelReport, root: Path) -> dict[str, Any]:
     location: dict[str, Any] = {}
     if finding.location is not None:
-        location["physicalLocation"] = {
-            "artifactLocation": _artifact(finding.location.path, root),
-            "region": {"startLine": max(finding.location.line, 1), "startColumn": max(finding.location.column, 1)},
-        }
+        location["physicalLocation"] = _physical(finding.location, root)
     elif target_file(model.target):
         location["physicalLocation"] = {"artifactLocation": _artifact(target_file(model.target), root)}
     name = f"{finding.model}/{finding.module_path}" if finding.module_path else finding.model
@@ -62,10 +60,13 @@ def _related(finding: Finding, root: Path) -> dict[str, Any]:
     if finding.location is None or not finding.location.related:
         return {}
     return {"relatedLocations": [
-        {"id": number, "message": {"text": "the layer is built here"},
-         "physicalLocation": {"artifactLocation": _artifact(r.path, root),
-                              "region": {"startLine": max(r.line, 1), "startColumn": max(r.column, 1)}}}
+        {"id": number, "message": {"text": "the layer is built here"}, "physicalLocation": _physical(r, root)}
         for number, r in enumerate(finding.location.related, 1)]}
+
+
+def _physical(location: SourceLocation, root: Path) -> dict[str, Any]:
+    return {"artifactLocation": _artifact(location.path, root),
+            "region": {"startLine": max(location.line, 1), "startColumn": max(location.column, 1)}}
 
 
 def _rule_classes(report: Report) -> list[type[Rule]]:
