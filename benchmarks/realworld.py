@@ -13,8 +13,10 @@ and no model of the report fell back to the `structural` trace level.
     python benchmarks/realworld.py --json out.json --repeats 5
 
 Prints: reported cleanly K/N, trace-level counts, each target's cold-lint time as a ratio to `import
-torch` (median and worst), the expected findings' codes matched (from corpus.toml's `expected`) and the
-targets whose correct outcome is a load error. Always exits 0: it measures, it does not judge.
+torch` (median and worst), the expected findings' codes matched (from corpus.toml's `expected`), the
+targets whose correct outcome is a load error and, with ``--imports``, which targets' lint imports
+torch._dynamo or sympy beyond what the model's own imports and build already do.
+Always exits 0: it measures, it does not judge.
 """
 
 from __future__ import annotations
@@ -90,6 +92,37 @@ def outcome(done: subprocess.CompletedProcess | None) -> dict:
     return result
 
 
+#: Heavy modules the issue asks a lint not to import: torch.export/torch.compile's machinery.
+WATCHED = ("torch._dynamo", "sympy")
+_LINT_IMPORTS = """
+import json, runpy, sys
+target = sys.argv[1]
+sys.argv = ["noiselint", "check", target, "--no-cache", "--in-process", "--format", "json"]
+try:
+    runpy.run_module("noiselint", run_name="__main__")
+except SystemExit:
+    pass
+sys.stderr.write("\\n" + json.dumps([m for m in WATCHED if m in sys.modules]) + "\\n")
+""".replace("WATCHED", repr(WATCHED))
+_LOAD_IMPORTS = """
+import json, sys
+from noiselint.loaders import expand, load
+try:
+    for name in expand(sys.argv[1]):
+        list(load(name))
+except Exception:
+    pass
+sys.stderr.write("\\n" + json.dumps([m for m in WATCHED if m in sys.modules]) + "\\n")
+""".replace("WATCHED", repr(WATCHED))
+
+
+def watched_imports(script: str, target: str, env: dict, timeout: float) -> list[str] | None:
+    """Which :data:`WATCHED` modules a fresh interpreter running ``script`` on ``target`` imported."""
+    _, done = timed([sys.executable, "-c", script, target], env, timeout)
+    lines = done.stderr.strip().splitlines() if done is not None else []
+    return json.loads(lines[-1]) if lines and lines[-1].startswith("[") else None
+
+
 def expected_match(target: dict, codes: list[str]) -> bool | None:
     """Whether the run found every certain expected finding's code (as many times) and no code the manifest
     does not mention; None for a target whose correct outcome is a load error."""
@@ -110,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a lint counts as timed out")
     parser.add_argument("--select", default="", help="only targets whose path contains this text")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--imports", action="store_true",
+                        help="also record, in two untimed runs per target, whether linting imports torch._dynamo "
+                             "or sympy, and whether importing and building the model alone already does")
     args = parser.parse_args(argv)
 
     targets = load_corpus(args.corpus)
@@ -136,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         row = {"target": target["target"], "repo": target["repo"], "seconds": statistics.median(lint_times),
                "expected_error": bool(target.get("expected_error")), **result}
         row["expected_codes_match"] = expected_match(target, result["codes"])
+        if args.imports:
+            row["lint_imports"] = watched_imports(_LINT_IMPORTS, target["target"], env, args.timeout)
+            row["model_imports"] = watched_imports(_LOAD_IMPORTS, target["target"], env, args.timeout)
         rows.append(row)
         mark = "ok " if result["clean"] else "BAD"
         print(f"[{index:>2}/{len(targets)}] {mark} {row['seconds']:6.2f}s {target['target']}"
@@ -168,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"targets whose correct outcome is a load error: {len(expected_errors)} "
               f"(of them reported with exit 2 and no traceback: "
               f"{sum(r.get('exit_code') == 2 and 'traceback' not in r['why'] for r in expected_errors)})")
+
+    if args.imports:
+        for module in WATCHED:
+            lint = [row for row in rows if module in (row["lint_imports"] or ())]
+            added = [row["target"] for row in lint if module not in (row["model_imports"] or ())]
+            print(f"{module}: imported while linting {len(lint)}/{len(rows)}; by the model's own imports and "
+                  f"build in {len(lint) - len(added)} of them; added by noiselint in {len(added)}: "
+                  + ", ".join(target.split("/")[-1] for target in added))
 
     if args.json:
         args.json.write_text(json.dumps({

@@ -83,13 +83,15 @@ def assert_clean(model: Any, **kwargs: Any) -> Report:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How :func:`check` runs: worker processes, per-target timeout, order, cache folder (None: no cache)."""
+    """How :func:`check` runs: worker processes (or ``in_process``: none, no isolation), per-target
+    timeout, order, cache folder (None: no cache)."""
 
     jobs: int | None = None
     timeout: float | None = None
     sort: str = "input"
     cache_dir: str | None = None
     progress: bool = False
+    in_process: bool = False
 
 
 def check(
@@ -103,7 +105,9 @@ def check(
     warn: Callable[[str], None] = lambda message: None,
 ) -> Report:
     """Lint ``targets`` in batches (answered from the cache where unchanged), measure them when
-    ``verify`` (a ``VerifyOptions``) is given, and hide the findings recorded in ``baseline``.
+    ``verify`` (a ``VerifyOptions``; the budget is ``options.max_memory``) is given, and hide the
+    findings recorded in ``baseline``. Each target is linted and verified in a worker process
+    unless ``settings.in_process``.
 
     ``on_report`` sees each model's report, baseline applied, as soon as it is linted.
     """
@@ -119,12 +123,9 @@ def check(
     stream = None if on_report is None else (lambda model: on_report(hidden(Report(models=(model,))).models[0]))
     report = batch.run(targets, options,
                        batch.BatchSettings(jobs=settings.jobs, timeout=settings.timeout, sort=settings.sort,
-                                           progress=settings.progress),
-                       cache=Cache(settings.cache_dir, options) if settings.cache_dir else None, on_report=stream)
-    if verify is not None:
-        from noiselint.verify import verify_report
-
-        report = verify_report(report, verify, warn=warn)
+                                           progress=settings.progress, in_process=settings.in_process),
+                       cache=Cache(settings.cache_dir, options) if settings.cache_dir else None, on_report=stream,
+                       verify=verify, warn=warn)
     return hidden(report)
 
 

@@ -15,9 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from noiselint.errors import UsageError
+from noiselint.errors import UsageError, brief
 from noiselint.findings import Finding, Report
 from noiselint.loaders import kind_of, split_python_target
+from noiselint.readers import load_json, read_bytes
 
 SCHEMA = "noiselint-baseline"
 SCHEMA_VERSION = 1
@@ -50,6 +51,8 @@ def write(report: Report, path: str | os.PathLike) -> int:
 
     data = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "noiselint_version": __version__,
             "findings": entries}
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block, a device swallow it
+        raise UsageError(f"{path}: cannot write the baseline: not a regular file")
     try:
         Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
@@ -68,20 +71,21 @@ class Baseline:
 def load(path: str | os.PathLike) -> Baseline:
     """Read and check the baseline at ``path``."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = load_json(read_bytes(path))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such baseline (create it with --write-baseline)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a noiselint baseline: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the baseline: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: not a noiselint baseline: {exc} (write one with --write-baseline)") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("findings"), list):
         raise UsageError(f"{path}: not a noiselint baseline (write one with --write-baseline)")
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise UsageError(f"{path}: baseline schema version {data.get('schema_version')!r} is not supported")
-    try:
-        counts = Counter(str(entry["fingerprint"]) for entry in data["findings"])
-    except (TypeError, KeyError):
-        raise UsageError(f"{path}: a baseline entry has no fingerprint") from None
-    return Baseline(counts, Path(path).resolve().parent)
+        raise UsageError(f"{path}: baseline schema version {brief(data.get('schema_version'))} is not supported")
+    entries = data["findings"]
+    if not all(isinstance(e, dict) and isinstance(e.get("fingerprint"), str) for e in entries):
+        raise UsageError(f"{path}: a baseline entry has no fingerprint (write it again with --write-baseline)")
+    return Baseline(Counter(e["fingerprint"] for e in entries), Path(path).resolve().parent)
 
 
 def apply(report: Report, baseline: Baseline) -> Report:

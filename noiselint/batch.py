@@ -1,13 +1,15 @@
-"""Lint many targets: cached results first, the rest in this process or in worker processes.
+"""Lint many targets: cached results first, the rest in supervised worker processes.
 
 :func:`run` expands ``timm:`` wildcards, answers every target it can from the cache (without
-importing torch), and lints the others. With one job, or a single target to lint and no timeout, it
-lints in this process. Otherwise it starts up to ``jobs`` worker processes (``spawn``: torch is
-fragile in forked children); each imports torch (and timm or torchvision when a target needs them)
-once, then lints one target at a time and sends back its reports. Every target is isolated: a worker
-that crashes (even a segfault) or runs past ``timeout`` is killed and replaced, and the target
-becomes an error record; the run goes on. A worker also retires after :data:`TASKS_PER_WORKER`
-targets or once it holds more than :data:`WORKER_MEMORY_LIMIT` bytes, to bound memory.
+importing torch), and lints the others in up to ``jobs`` worker processes (``spawn``: torch is
+fragile in forked children), even for a single target or one job; ``in_process`` lints in this
+process instead, without isolation. Each worker imports torch (and timm or torchvision when a target
+needs them) once, then lints one target at a time and sends back its reports. Every target is
+isolated: a worker that crashes (even a segfault), runs past ``timeout`` or grows past the memory
+budget (``Options.max_memory``) is killed and replaced, and the target becomes an error record; the
+run goes on. A worker also retires after :data:`TASKS_PER_WORKER` targets or once it holds more than
+the budget, to bound memory. ``--verify`` runs the same way afterwards: each linted model in its own
+task of one verify worker at a time (verify uses every core, or the GPU).
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from noiselint.cache import Cache, dependencies, import_roots, local_imports
 from noiselint.errors import NoiselintError, one_line
 from noiselint.findings import ModelReport, Report
 from noiselint.loaders import kind_of
+from noiselint.memory import resident_bytes, shown
 
 TASKS_PER_WORKER = 1000
-WORKER_MEMORY_LIMIT = 4 << 30
+#: How often (seconds) the parent reads the resident memory of busy workers.
+MEMORY_POLL = 0.2
 _PRELOAD = {
     "python": ("torch", "noiselint.tracing"),
     "timm": ("torch", "timm", "noiselint.tracing"),
@@ -39,10 +43,11 @@ _PRELOAD = {
 class BatchSettings:
     """How a run is carried out; none of this changes a model's report."""
 
-    jobs: int | None = None  # worker processes; None: one per core; 1: lint in this process
-    timeout: float | None = None  # seconds per target; needs worker processes
+    jobs: int | None = None  # worker processes; None: one per core
+    timeout: float | None = None  # seconds per target (lint, then verify)
     sort: str = "input"  # "input": targets in the order given; "exposure": most exposed first
     progress: bool = False  # a progress bar on stderr
+    in_process: bool = False  # lint and verify in this process: no isolation, no timeout
 
 
 def default_jobs() -> int:
@@ -59,15 +64,21 @@ def run(
     *,
     cache: Cache | None = None,
     on_report: Callable[[ModelReport], None] | None = None,
+    verify: Any = None,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> Report:
-    """Lint every target; ``on_report`` sees each model's report as soon as it is known."""
+    """Lint every target, then verify each linted model when ``verify`` (``VerifyOptions``) is given;
+    ``on_report`` sees each model's final report as soon as it is known."""
+    if settings.in_process and settings.timeout is not None:
+        raise NoiselintError("--timeout needs worker processes: drop --in-process")
     names: list[str] = []
     slots: list[list[ModelReport] | None] = []
+    streaming = on_report if verify is None else None
 
     def finish(index: int, reports: list[ModelReport]) -> None:
         slots[index] = reports
-        for report in reports if on_report is not None else ():
-            on_report(report)
+        for report in reports if streaming is not None else ():
+            streaming(report)
 
     for target in targets:
         try:
@@ -87,6 +98,10 @@ def run(
     if misses:
         _lint(names, misses, options, settings, cache, finish)
     models = [m for slot in slots for m in slot or ()]
+    if verify is not None:
+        models = _verify(models, verify, options, settings, warn)
+        for model in models if on_report is not None else ():
+            on_report(model)
     if settings.sort == "exposure":
         models.sort(key=lambda m: (m.exposure is None, -(m.exposure or 0.0)))
     return Report(models=tuple(models), fail_on=options.fail_on)
@@ -105,14 +120,20 @@ def _expand(target: str, cache: Cache | None) -> list[str]:
     return names
 
 
-def lint_one(target: str, rules: Sequence[Any], options: Any, *, with_deps: bool) -> tuple[list, dict | None]:
-    """The reports of one target and, when asked, the files they depend on with their hashes."""
+def lint_one(target: str, rules: Sequence[Any], options: Any, *, with_deps: bool,
+             in_worker: bool = False) -> tuple[list, dict | None]:
+    """The reports of one target and, when asked, the files they depend on with their hashes.
+
+    Whatever the model's code raises becomes the target's error record, ``BaseException`` included;
+    in this process (``in_worker`` false) a ``KeyboardInterrupt`` still stops the run (Ctrl-C)."""
     from noiselint.engine import lint_target
 
     with local_imports(import_roots(target)) as files:
         try:
             reports = list(lint_target(target, rules, options))
-        except Exception as exc:  # noqa: BLE001 - one target must never end the run
+        except BaseException as exc:  # noqa: BLE001 - one target must never end the run
+            if isinstance(exc, KeyboardInterrupt) and not in_worker:
+                raise
             reports = [ModelReport(target=target, model=target, load_error=f"{target}: {one_line(exc)}")]
     return reports, dependencies(target, files) if with_deps else None
 
@@ -124,18 +145,99 @@ def _lint(names: list[str], misses: list[int], options: Any, settings: BatchSett
     rules = make_rules(options)  # a usage error (unknown rule, bad rule option) ends the run here
     jobs = settings.jobs or default_jobs()
 
-    def done(index: int, reports: list[ModelReport], deps: dict | None) -> None:
+    def done(index: int, result: tuple[list[ModelReport], dict | None]) -> None:
+        reports, deps = result
         if cache is not None:
             cache.store(names[index], reports, deps)
         finish(index, reports)
         progress.advance()
 
     with _Progress(len(misses), settings.progress and len(misses) > 1) as progress:
-        if settings.timeout is None and (jobs == 1 or len(misses) == 1):
+        if settings.in_process:
             for index in misses:
-                done(index, *lint_one(names[index], rules, options, with_deps=cache is not None))
-        else:
-            _Pool(names, options, settings, with_deps=cache is not None).run(misses, min(jobs, len(misses)), done)
+                done(index, lint_one(names[index], rules, options, with_deps=cache is not None))
+            return
+        kinds = {kind_of(names[i]) for i in misses}
+        preload = tuple(dict.fromkeys(module for kind in sorted(kinds) for module in _PRELOAD.get(kind, ())))
+        job = _LintJob(options, with_deps=cache is not None)
+        _Pool(job, names, preload, settings.timeout, options.max_memory).run(misses, min(jobs, len(misses)), done)
+
+
+def _verify(models: list[ModelReport], verify: Any, options: Any, settings: BatchSettings,
+            warn: Callable[[str], None]) -> list[ModelReport]:
+    """Every model that linted cleanly, verified one at a time (a failure is that model's error)."""
+    from noiselint.verify import runner
+
+    verify = replace(verify, max_memory=options.max_memory)
+    device = runner.prepare(verify, any(m.ok for m in models), warn)
+    models = list(models)
+    todo = [i for i, m in enumerate(models) if m.ok]
+
+    def done(index: int, model: ModelReport) -> None:
+        models[index] = model
+
+    if settings.in_process:
+        for index in todo:
+            done(index, runner.verify_or_error(models[index], verify, device))
+    elif todo:
+        kinds = sorted({kind_of(models[i].target) for i in todo})
+        preload = tuple(dict.fromkeys(["torch", *(m for k in kinds for m in _PRELOAD.get(k, ())),
+                                       "noiselint.verify.runner"]))
+        _Pool(_VerifyJob(verify, str(device), models), [m.model for m in models], preload, settings.timeout,
+              options.max_memory).run(todo, 1, done)
+    runner.plot_all(models, verify)
+    return models
+
+
+class _LintJob:
+    """What a lint worker does with a task (a target name): its reports and dependencies."""
+
+    verb = "linting"
+
+    def __init__(self, options: Any, *, with_deps: bool) -> None:
+        self.options, self.with_deps = options, with_deps
+
+    def start(self) -> None:
+        from noiselint.engine import make_rules
+
+        self.rules = make_rules(self.options)
+
+    def task(self, index: int, name: str) -> str:
+        return name
+
+    def __call__(self, target: str) -> tuple[list[ModelReport], dict | None]:
+        return lint_one(target, self.rules, self.options, with_deps=self.with_deps, in_worker=True)
+
+    def failed(self, index: int, name: str, reason: str) -> tuple[list[ModelReport], None]:
+        return [ModelReport(target=name, model=name, load_error=f"{name}: {reason}")], None
+
+
+class _VerifyJob:
+    """What a verify worker does with a task (a linted model's report): the report, verified."""
+
+    verb = "verifying"
+
+    def __init__(self, options: Any, device: str, models: list[ModelReport]) -> None:
+        self.options, self.device, self.models = options, device, models
+
+    def __getstate__(self) -> dict:
+        return {"options": self.options, "device": self.device, "models": []}  # tasks travel one by one
+
+    def start(self) -> None:
+        import torch
+
+        self.device = torch.device(self.device)
+
+    def task(self, index: int, name: str) -> ModelReport:
+        return self.models[index]
+
+    def __call__(self, model: ModelReport) -> ModelReport:
+        from noiselint.verify.runner import verify_or_error
+
+        return verify_or_error(model, self.options, self.device, in_worker=True)
+
+    def failed(self, index: int, name: str, reason: str) -> ModelReport:
+        return replace(self.models[index], load_error=f"{name}: --verify: {reason}")
 
 
 class _Progress:
@@ -168,38 +270,28 @@ class _Progress:
 # --------------------------------------------------------------------------- worker processes
 
 
-def _serve(conn: Any, options: Any, preload: Sequence[str], with_deps: bool) -> None:
-    """A worker: import the heavy modules once, then lint targets until told to stop or retired."""
+def _serve(conn: Any, job: Any, preload: Sequence[str], memory_limit: int) -> None:
+    """A worker: import the heavy modules once, then run tasks until told to stop or retired."""
     import importlib
     import warnings
-
-    from noiselint.engine import make_rules
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the workers
     os.dup2(2, 1)  # a model file that prints must not corrupt a report written to stdout
     warnings.simplefilter("ignore")
     for name in preload:
         importlib.import_module(name)
-    rules = make_rules(options)
+    job.start()
     conn.send(("ready",))
     for count in range(1, TASKS_PER_WORKER + 1):
         try:
-            target = conn.recv()
+            task = conn.recv()
         except EOFError:
             return
-        reports, deps = lint_one(target, rules, options, with_deps=with_deps)
-        retiring = count == TASKS_PER_WORKER or _resident_bytes() > WORKER_MEMORY_LIMIT
-        conn.send(("done", reports, deps, retiring))
+        result = job(task)
+        retiring = count == TASKS_PER_WORKER or resident_bytes() > memory_limit
+        conn.send(("done", result, retiring))
         if retiring:
             return
-
-
-def _resident_bytes() -> int:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as stream:
-            return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _exit_reason(code: int | None) -> str:
@@ -212,9 +304,9 @@ def _exit_reason(code: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, context: Any, options: Any, preload: Sequence[str], with_deps: bool) -> None:
+    def __init__(self, context: Any, job: Any, preload: Sequence[str], memory_limit: int) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, options, preload, with_deps),
+        self.process = context.Process(target=_serve, args=(child, job, preload, memory_limit),
                                        name="noiselint-worker")
         self.process.start()
         child.close()
@@ -234,43 +326,42 @@ class _Worker:
 
 
 class _Pool:
-    """Worker processes fed one target at a time, replaced when they crash, hang or retire."""
+    """Worker processes fed one task at a time, replaced when they crash, hang, grow or retire."""
 
-    def __init__(self, names: list[str], options: Any, settings: BatchSettings, *, with_deps: bool) -> None:
+    def __init__(self, job: Any, names: list[str], preload: Sequence[str], timeout: float | None,
+                 memory_limit: int) -> None:
         import multiprocessing
 
         self.context = multiprocessing.get_context("spawn")
-        self.names = names
-        self.options = options
-        self.timeout = settings.timeout
-        self.with_deps = with_deps
+        self.job, self.names, self.preload = job, names, preload
+        self.timeout, self.memory_limit = timeout, memory_limit
 
-    def run(self, indices: list[int], jobs: int, done: Callable[[int, list, dict | None], None]) -> None:
+    def run(self, indices: list[int], jobs: int, done: Callable[[int, Any], None]) -> None:
         from multiprocessing.connection import wait
 
         queue = deque(indices)
-        kinds = sorted({kind_of(self.names[i]) for i in indices})
-        preload = tuple(dict.fromkeys(module for kind in kinds for module in _PRELOAD.get(kind, ())))
         workers: list[_Worker] = []
         failed_starts = 0
         try:
             while queue or any(w.task is not None for w in workers):
                 busy = sum(w.task is not None for w in workers)
                 while len(workers) < min(jobs, len(queue) + busy):
-                    workers.append(_Worker(self.context, self.options, preload, self.with_deps))
+                    workers.append(_Worker(self.context, self.job, self.preload, self.memory_limit))
                 for worker in workers:
                     if worker.ready and not worker.retiring and worker.task is None and queue:
                         self._assign(worker, queue)
-                deadlines = [w.deadline for w in workers if w.deadline is not None]
-                wait([w.conn for w in workers] + [w.process.sentinel for w in workers],
-                     max(0.0, min(deadlines) - time.monotonic()) if deadlines else None)
+                wait([w.conn for w in workers] + [w.process.sentinel for w in workers], self._wait_time(workers))
                 for worker in list(workers):
                     alive = self._receive(worker, done)
                     if alive and worker.deadline is not None and time.monotonic() >= worker.deadline:
                         self._fail(worker, f"gave up after {self.timeout:g} s (--timeout)", done)
+                    elif alive and worker.task is not None and self._too_big(worker):
+                        self._fail(worker, f"the worker process grew past the memory budget of "
+                                           f"{shown(self.memory_limit)} while {self.job.verb} it and was "
+                                           f"killed (--max-memory)", done)
                     elif not alive and worker.task is not None:
                         reason = _exit_reason(worker.stop())
-                        self._fail(worker, f"the worker process died while linting it ({reason})", done)
+                        self._fail(worker, f"the worker process died while {self.job.verb} it ({reason})", done)
                     elif not alive and not worker.ready:
                         failed_starts += 1
                         if failed_starts >= 3:
@@ -285,10 +376,19 @@ class _Pool:
             for worker in workers:
                 worker.stop()
 
+    def _wait_time(self, workers: list[_Worker]) -> float | None:
+        """Until the next deadline, and no longer than :data:`MEMORY_POLL` while a worker is busy."""
+        limits = [w.deadline - time.monotonic() for w in workers if w.deadline is not None]
+        limits += [MEMORY_POLL] if any(w.task is not None for w in workers) else []
+        return max(0.0, min(limits)) if limits else None
+
+    def _too_big(self, worker: _Worker) -> bool:
+        return resident_bytes(worker.process.pid) > self.memory_limit
+
     def _assign(self, worker: _Worker, queue: deque) -> None:
         index = queue.popleft()
         try:
-            worker.conn.send(self.names[index])
+            worker.conn.send(self.job.task(index, self.names[index]))
         except OSError:  # it died while idle: the next check replaces it
             queue.appendleft(index)
             return
@@ -305,8 +405,8 @@ class _Pool:
                     worker.ready = True
                     continue
                 index, worker.task, worker.deadline = worker.task, None, None
-                worker.retiring = message[3]
-                done(index, message[1], message[2])
+                worker.retiring = message[2]
+                done(index, message[1])
         except (EOFError, OSError):
             return False
         return alive
@@ -314,5 +414,4 @@ class _Pool:
     def _fail(self, worker: _Worker, reason: str, done: Callable) -> None:
         worker.stop()
         index, worker.task, worker.deadline = worker.task, None, None
-        name = self.names[index]
-        done(index, [ModelReport(target=name, model=name, load_error=f"{name}: {reason}")], None)
+        done(index, self.job.failed(index, self.names[index], reason))

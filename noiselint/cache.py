@@ -18,6 +18,9 @@ only when all of them still hash the same. Reports with a load error are never s
 come from the environment (a package not installed yet). Expansions of ``timm:`` wildcards are
 cached too, keyed on the timm version, so a warm ``timm:resnet*`` run never imports timm.
 
+An entry that cannot be read back exactly (not JSON, nested too deeply, a field of the wrong type
+or shape, a dependency that is not a regular file) is a miss, and it is deleted.
+
 The folder defaults to ``.noiselint_cache`` in the working directory (like ``.ruff_cache``), with a
 ``.gitignore`` so it is never committed; ``--cache-dir`` or ``NOISELINT_CACHE_DIR`` move it.
 """
@@ -40,8 +43,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from noiselint.errors import NoiselintError
 from noiselint.findings import ModelReport
 from noiselint.loaders import kind_of, split_python_target
+from noiselint.readers import load_json, open_regular, read_bytes
 
 DEFAULT_DIR = ".noiselint_cache"
 FORMAT = 1  # bump when the entry layout changes
@@ -72,43 +77,60 @@ def from_dict(data: dict[str, Any]) -> ModelReport:
     return _build(ModelReport, data)
 
 
-def _build(cls: type, data: dict[str, Any]) -> Any:
+def _build(cls: type, data: Any) -> Any:
+    if not isinstance(data, dict) or not set(data) <= {f.name for f in dataclasses.fields(cls)}:
+        raise TypeError(f"not a {cls.__name__} record")
     hints = typing.get_type_hints(cls)
     return cls(**{f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)
                   if f.name in data})
 
 
 def _convert(hint: Any, value: Any) -> Any:
-    """``value`` as the type ``hint`` names: dataclasses, enums and tuples rebuilt from JSON."""
+    """``value`` as the type ``hint`` names: dataclasses, enums and tuples rebuilt from JSON.
+
+    ``TypeError`` or ``ValueError`` when the value is not of that type: an entry is read back exactly
+    or not at all. ``Any`` (a verification, never cached) admits only ``None``.
+    """
     if value is None:
         return None
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _convert(options[0], value) if len(options) == 1 else value
+        return _convert(options[0], value)
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint) or not isinstance(value, str):
+            raise ValueError(f"{value!r} is not one of {typing.get_args(hint)}")
+        return value
     if origin is tuple:
         args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v) for v in value)
-        return tuple(_convert(a, v) for a, v in zip(args, value, strict=True)) if args else tuple(value)
+        return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(value)
-    return value
+    if hint in _SCALARS and isinstance(value, _SCALARS[hint]) and (hint is bool or not isinstance(value, bool)):
+        return value
+    raise TypeError(f"expected {getattr(hint, '__name__', hint)}, got {type(value).__name__}")
+
+
+_SCALARS: dict[Any, type | tuple[type, ...]] = {str: str, int: int, float: (int, float), bool: bool}
 
 
 # --------------------------------------------------------------------------- hashing
 
 
 def file_hash(path: str | os.PathLike) -> str | None:
-    """sha256 of a file's content, or None when it cannot be read."""
+    """sha256 of a regular file's content, or None when it cannot be read."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as stream:
+        with os.fdopen(open_regular(path), "rb") as stream:  # never a FIFO or a device
             for block in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(block)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return None
     return digest.hexdigest()
 
@@ -239,7 +261,10 @@ def import_roots(target: str) -> list[str]:
     if kind_of(target) == "python":
         from noiselint.loaders.pyfile import module_identity
 
-        roots.append(module_identity(split_python_target(target)[0])[0])
+        try:
+            roots.append(module_identity(split_python_target(target)[0])[0])
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13): the loader reports it
+            pass
     return roots
 
 
@@ -273,11 +298,12 @@ class Cache:
         """The cached reports of ``target`` when every file they came from is unchanged."""
         path = self._entry_path(target)
         entry = _read(path) if path else None
-        try:
-            fresh = entry is not None and all(file_hash(f) == h for f, h in entry["deps"].items())
-            reports = [from_dict(m) for m in entry["models"]] if fresh else None
-        except (KeyError, TypeError, ValueError):
-            reports = None
+        reports = None
+        if entry is not None:
+            try:
+                reports = _reports(entry)
+            except (KeyError, TypeError, ValueError, NoiselintError):
+                _remove(path)
         if reports is None:
             self.misses += 1
         else:
@@ -301,11 +327,31 @@ class Cache:
         _write(self._path("expand", target, package_version("timm")), {"target": target, "names": list(names)})
 
 
+def _reports(entry: Any) -> list[ModelReport] | None:
+    """An entry's reports when its files still hash the same, else None; an error when it is malformed."""
+    deps, models = entry["deps"], entry["models"]
+    if not (isinstance(deps, dict) and all(isinstance(h, str) for h in deps.values()) and isinstance(models, list)):
+        raise TypeError("not a cache entry")
+    reports = [from_dict(m) for m in models]
+    return reports if all(file_hash(f) == h for f, h in deps.items()) else None
+
+
 def _read(path: Path) -> Any:
+    """The JSON in ``path``; None when it is missing, unreadable or invalid (an invalid one is deleted)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_json(read_bytes(path))
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError):
+        _remove(path)
+        return None
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:  # a folder in its place, or a read-only cache: it stays a miss
+        pass
 
 
 def _write(path: Path, data: Any) -> None:

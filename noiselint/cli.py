@@ -7,8 +7,10 @@ or above ``--fail-on``, 2 usage or load errors.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from dataclasses import replace
 
 import click
 
@@ -54,6 +56,15 @@ def _size(ctx, param, value: str | None) -> tuple[int, int, int] | None:
     raise click.BadParameter(f"expected H, HxW or CxHxW, got {value!r}")
 
 
+def _memory(ctx, param, value: str | None) -> int | None:
+    from noiselint.memory import parse_size
+
+    try:
+        return None if value is None else parse_size(value)
+    except NoiselintError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _codes(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -86,6 +97,12 @@ _VERIFY_OPTIONS = (
     click.option("--seed", type=int, help="--verify: noise seed; a fixed seed repeats a run [default: 0]."),
     click.option("--plot", type=click.Path(dir_okay=False),
                  help="--verify: draw accuracy/agreement vs sigma here (.png)."),
+    click.option("--adapt", type=click.IntRange(min=1), metavar="STEPS",
+                 help="--verify: also adapt each what-if: train the stem and changed layers STEPS steps to "
+                 "match the original's logits on clean images, then measure it [default: off]."),
+    click.option("--noise-at", type=click.Choice(["input", "sensor"]),
+                 help="--verify: add the noise to the model input (after resize and crop) or to the image "
+                 "at its own resolution before them [default: input]."),
 )
 
 
@@ -142,9 +159,15 @@ def main() -> None:
 @click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record the current findings as a baseline.")
 @click.option("--hook", is_flag=True, help="pre-commit mode: skip Python files that define no model.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
-              help="Worker processes for many targets [default: one per core; 1: lint in this process].")
+              help="Worker processes for many targets [default: one per core].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Give up on a target after SECONDS (it then runs in a worker process).")
+              help="Give up on a target after SECONDS (lint, and --verify).")
+@click.option("--in-process", is_flag=True,
+              help="Lint (and verify) in this process, not in worker processes: faster to start, but a "
+                   "crashing model ends the run; no --timeout.")
+@click.option("--max-memory", callback=_memory, metavar="SIZE",
+              help="Memory budget, e.g. 4G or 512M: checked before allocating, and a worker that grows past "
+                   "it is killed [default: 4G, or half the RAM when less].")
 @click.option("--sort", type=click.Choice(["input", "exposure"]), default="input", show_default=True,
               help="Order of the models in the report; exposure: most exposed to noise first.")
 @click.option("--cache-dir", envvar="NOISELINT_CACHE_DIR", type=click.Path(file_okay=False),
@@ -161,14 +184,16 @@ def main() -> None:
 @click.option("--fix-only", is_flag=True, help="Like --fix, but print no report of the remaining findings.")
 @_verify_options
 def check(targets, output_format, output, extra_reports, select, extend_select, ignore, fail_on, mean, std,
-          input_size, rules_dir, config_file, isolated, baseline_file, write_baseline, hook, jobs, timeout, sort,
-          cache_dir, no_cache, show_diff, apply_fixes, unsafe_fixes, fix_only, **verify) -> None:
+          input_size, rules_dir, config_file, isolated, baseline_file, write_baseline, hook, jobs, timeout, in_process,
+          max_memory, sort, cache_dir, no_cache, show_diff, apply_fixes, unsafe_fixes, fix_only, **verify) -> None:
     """Lint TARGETS (default: `models` in [tool.noiselint]) and report what makes them fragile to noise."""
     from noiselint import api, baseline, config, reporters
     from noiselint.cache import DEFAULT_DIR
     from noiselint.graph import Preprocessing
 
     try:
+        if timeout is not None and not math.isfinite(timeout):  # inf would overflow a deadline, nan never fire
+            raise NoiselintError(f"--timeout {timeout}: give a finite number of seconds (leave it out for none)")
         run = config.build_run(
             config.resolve(config_file, isolated=isolated),
             targets=targets, select=_codes(select), extend_select=_codes(extend_select) or (),
@@ -187,7 +212,9 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
 
             live, outputs = LiveWriter(output), outputs[1:]
         settings = api.RunSettings(jobs=jobs, timeout=timeout, sort=sort, progress=sys.stderr.isatty(),
-                                   cache_dir=None if no_cache else cache_dir or DEFAULT_DIR)
+                                   cache_dir=None if no_cache else cache_dir or DEFAULT_DIR, in_process=in_process)
+        if max_memory is not None:
+            run = replace(run, options=replace(run.options, max_memory=max_memory))
         if show_diff or apply_fixes or fix_only:
             if verify_options is not None or write_baseline:
                 raise NoiselintError("--diff and --fix cannot be combined with --verify or --write-baseline")
@@ -303,5 +330,7 @@ def explain(code, rules_dir) -> None:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"noiselint: error: {message}", err=True)
+    from noiselint.reporters.escape import plain
+
+    click.echo(f"noiselint: error: {plain(message)}", err=True)
     sys.exit(2)

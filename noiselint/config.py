@@ -17,9 +17,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from noiselint.errors import UsageError
+from noiselint.errors import UsageError, brief
 from noiselint.graph import Preprocessing
 from noiselint.loaders import kind_of, split_python_target
+from noiselint.readers import MAX_DEPTH, depth, read_bytes
 
 if TYPE_CHECKING:
     from noiselint.engine import Options
@@ -31,6 +32,7 @@ KEYS = (
 )
 PREPROCESSING_KEYS = ("mean", "std", "input_size")
 SEVERITIES = ("info", "warning", "error")
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def find(start: str | os.PathLike | None = None) -> Path | None:
     for candidate in (folder, *folder.parents):
         path = candidate / "pyproject.toml"
         if path.is_file() and "noiselint" in path.read_text(encoding="utf-8", errors="replace"):
-            if "noiselint" in _read(path).get("tool", {}):
+            if _table(_read(path), path) is not None:
                 return path
     return None
 
@@ -77,23 +79,38 @@ def resolve(config_file: str | None = None, *, isolated: bool = False) -> Config
 def load(path: str | os.PathLike) -> Config:
     """Read and validate one configuration file."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such configuration file")
     data = _read(path)
-    table = data.get("tool", {}).get("noiselint")
+    table = _table(data, path)
     if table is None:
         table = {} if path.name == "pyproject.toml" else data
     return _parse(table, path)
 
 
+def _table(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """The ``[tool.noiselint]`` table of ``data``, None when there is none; an error when it is no table."""
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise UsageError(f"{_display(path)}: `tool` must be a table ([tool.noiselint]), got {brief(tool)}")
+    table = tool.get("noiselint")
+    if table is not None and not isinstance(table, dict):
+        raise UsageError(f"{_display(path)}: [tool.noiselint] must be a table of settings, got {brief(table)}")
+    return table
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as stream:
-            return tomllib.load(stream)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: invalid TOML: {exc}") from None
+        data = tomllib.loads(read_bytes(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such configuration file") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it: {exc.strerror}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: invalid TOML: nested more than {MAX_DEPTH} levels deep") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: invalid TOML: {exc}") from None
+    if depth(data) > MAX_DEPTH:
+        raise UsageError(f"{path}: invalid TOML: nested more than {MAX_DEPTH} levels deep")
+    return data
 
 
 def _parse(table: dict[str, Any], path: Path) -> Config:
@@ -112,7 +129,7 @@ def _parse(table: dict[str, Any], path: Path) -> Config:
         raise fail("per-file-ignores", "expected a table of glob = [codes]")
     baseline = table.get("baseline")
     if baseline is not None and not isinstance(baseline, str):
-        raise fail("baseline", f"expected a path, got {baseline!r}")
+        raise fail("baseline", f"expected a path, got {brief(baseline)}")
     return Config(
         path=path,
         models=tuple(t for m in strings["models"] or () for t in _expand_model(m, root, fail)),
@@ -145,7 +162,7 @@ def _strings(table: dict, key: str, fail, label: str | None = None) -> tuple[str
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise fail(label or key, f"expected a list of strings, got {value!r}")
+        raise fail(label or key, f"expected a list of strings, got {brief(value)}")
     return tuple(value)
 
 
@@ -158,7 +175,7 @@ def _choice(table: dict, key: str, choices: Sequence[str] | None, fail) -> str |
 
         choices = tuple(REPORTERS)
     if value not in choices:
-        raise fail(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        raise fail(key, f"expected one of {', '.join(choices)}, got {brief(value)}")
     return value
 
 
@@ -203,10 +220,12 @@ def _preprocessing_table(table: Any, root: Path, origin: str, fail) -> tuple[tup
         stats = {name: _numbers(values, name, f"{key}.{name}", fail) for name in ("mean", "std")}
         if stats["std"] and any(v <= 0 for v in stats["std"]):
             raise fail(f"{key}.std", "every std must be positive")
-        entries.append((target_key(target, root), Preprocessing(
-            mean=stats["mean"], std=stats["std"], input_size=_input_size(values, f"{key}.input_size", fail),
-            origin=origin,
-        )))
+        size = _input_size(values, f"{key}.input_size", fail)
+        try:
+            preprocessing = Preprocessing(mean=stats["mean"], std=stats["std"], input_size=size, origin=origin)
+        except UsageError as exc:
+            raise fail(key, str(exc)) from None
+        entries.append((target_key(target, root), preprocessing))
     return tuple(entries)
 
 
@@ -218,7 +237,7 @@ def _numbers(values: dict, name: str, key: str, fail) -> tuple[float, ...] | Non
         value = [value]
     if not isinstance(value, list) or not value or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise fail(key, f"expected a number or a list of numbers, got {value!r}")
+        raise fail(key, f"expected a number or a list of numbers, got {brief(value)}")
     return tuple(float(v) for v in value)
 
 
@@ -229,7 +248,7 @@ def _input_size(values: dict, key: str, fail) -> tuple[int, int, int] | None:
     dims = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     if (not isinstance(dims, list) or not 1 <= len(dims) <= 3
             or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)):
-        raise fail(key, f"expected H, [H, W] or [C, H, W] (positive integers), got {value!r}")
+        raise fail(key, f"expected H, [H, W] or [C, H, W] (positive integers), got {brief(value)}")
     return tuple(dims) if len(dims) == 3 else (3, dims[0], dims[-1])
 
 
@@ -334,10 +353,13 @@ def _check_rule_options(config: Config, classes) -> dict[str, dict[str, Any]]:
         for name, value in options.items():
             if name not in cls.options:
                 known = ", ".join(cls.options) or "none"
-                raise UsageError(f"{where} unknown option {name!r} (options of {cls.code}: {known})")
+                raise UsageError(f"{where} unknown option {brief(name)} (options of {cls.code}: {known})")
             default = cls.options[name]
             if default is not None and not _same_type(value, default):
-                raise UsageError(f"{where} {name} must be a {type(default).__name__}, got {value!r}")
+                raise UsageError(f"{where} {name} must be a {type(default).__name__}, got {brief(value)}")
+            problem = cls.option_problem(name, value)
+            if problem:
+                raise UsageError(f"{where} {name} {problem}, got {brief(value)}")
         checked[cls.code] = dict(options)
     return checked
 

@@ -19,6 +19,7 @@ from noiselint.findings import Finding, GraphSummary, ModelReport, Report, RuleE
 from noiselint.graph import DEFAULT_INPUT_SIZE, ModelGraph, Preprocessing
 from noiselint.loaders import LoadedModel, expand, load
 from noiselint.loaders.pyfile import NoModelError
+from noiselint.memory import DEFAULT_MAX_MEMORY
 from noiselint.rule import Rule
 
 
@@ -35,6 +36,7 @@ class Options:
     per_file_ignores: Sequence[tuple[str, Sequence[str]]] = ()  # (glob, selectors), see noiselint.suppression
     preprocessing_by_target: Sequence[tuple[str, Preprocessing]] = ()  # from [tool.noiselint.preprocessing]
     skip_no_model: bool = False  # hook mode: a file that defines no model is skipped, not an error
+    max_memory: int = DEFAULT_MAX_MEMORY  # bytes: the budget checked before allocating (noiselint.memory)
 
     def preprocessing_for(self, target: str) -> Preprocessing:
         """``preprocessing`` (the command line) over what the configuration sets for ``target``."""
@@ -77,7 +79,7 @@ def lint_target(target: str, rules: Sequence[Rule], options: Options) -> Iterato
     for name in names:
         try:
             with _exits_raise():
-                models = load(name)
+                models = load(name, max_memory=options.max_memory)
         except NoModelError as exc:
             if not options.skip_no_model:
                 yield ModelReport(target=target, model=name, load_error=str(exc))
@@ -139,7 +141,7 @@ def _exit_message(name: str, exc: SystemExit) -> str:
 def lint_loaded(loaded: LoadedModel, rules: Sequence[Rule], options: Options) -> ModelReport:
     """Read one loaded model into a graph and run the rules on it."""
     try:
-        graph = read_graph(loaded, options.preprocessing_for(loaded.target))
+        graph = read_graph(loaded, options.preprocessing_for(loaded.target), options.max_memory)
     except NoiselintError as exc:
         return ModelReport(target=loaded.target, model=loaded.name, load_error=str(exc))
     except Exception as exc:  # noqa: BLE001 - reading a model must never end the run
@@ -150,8 +152,10 @@ def lint_loaded(loaded: LoadedModel, rules: Sequence[Rule], options: Options) ->
     return suppression.apply(check_graph(graph, rules, target=loaded.target), graph, rules, options.per_file_ignores)
 
 
-def read_graph(loaded: LoadedModel, override: Preprocessing | None = None) -> ModelGraph:
-    """The model's graph with every analysis pass run, preprocessing overrides applied."""
+def read_graph(loaded: LoadedModel, override: Preprocessing | None = None,
+               max_memory: int = DEFAULT_MAX_MEMORY) -> ModelGraph:
+    """The model's graph with every analysis pass run, preprocessing overrides applied; tracing stays
+    within ``max_memory`` bytes."""
     from noiselint import passes
 
     preprocessing = loaded.preprocessing.merged(override or Preprocessing())
@@ -162,7 +166,7 @@ def read_graph(loaded: LoadedModel, override: Preprocessing | None = None) -> Mo
         from noiselint.tracing import trace
 
         sizes = input_sizes(loaded, preprocessing)
-        graph = trace(loaded.module, loaded.name, sizes, loaded.sites, preprocessing, loaded.constants)
+        graph = trace(loaded.module, loaded.name, sizes, loaded.sites, preprocessing, loaded.constants, max_memory)
         if preprocessing.input_size is None:
             graph.notes.append(_size_note(loaded, sizes, graph.traced_input_size))
     graph.notes.extend(loaded.notes)

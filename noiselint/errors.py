@@ -24,3 +24,9 @@ def one_line(exc: BaseException) -> str:
     if len(text) > 300:
         text = text[:297] + "..."
     return f"{type(exc).__name__}: {text}"
+
+
+def brief(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a value quoted in an error line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

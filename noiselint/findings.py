@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from noiselint.graph import Preprocessing, SourceLocation
 
@@ -62,7 +62,8 @@ class Estimate:
 
     @property
     def sigma_factor(self) -> float | None:
-        if self.factor is None:
+        """The factor's input-sigma equivalent; None when unknown (no factor, or a negative variance factor)."""
+        if self.factor is None or (self.factor < 0 and not self.scales_sigma):
             return None
         return self.factor if self.scales_sigma else self.factor**0.5
 
@@ -70,7 +71,8 @@ class Estimate:
         """One line: the factor, its sigma equivalent and its basis."""
         if self.factor is None:
             return f"{self.quantity}: gain unknown ({self.basis.value})"
-        predicted = f"x{self.factor:.3g} (input sigma x{self.sigma_factor:.3g})"
+        sigma = "unknown" if self.sigma_factor is None else f"x{self.sigma_factor:.3g}"
+        predicted = f"x{self.factor:.3g} (input sigma {sigma})"
         if self.bound:
             predicted += f" ({self.bound})"
         if self.measured_factor is None:
@@ -93,7 +95,7 @@ class StudyRow:
     robustness_difference: float
     robustness_difference_sd: float | None
     seeds_better: int
-    verdict: str  # "effect", "none" or "opposite"
+    verdict: Literal["effect", "none", "opposite"]
 
     def text(self) -> str:
         sd = "" if self.robustness_difference_sd is None else f" ± {self.robustness_difference_sd:.2f}"
@@ -112,7 +114,7 @@ class Evidence:
     ``analytic_within``: every predicted factor within 2x of the measured stage factor (None: no figures).
     """
 
-    verdict: str
+    verdict: Literal["effect", "no effect", "mixed", "not measured"]
     rows: tuple[StudyRow, ...] = ()
     analytic_within: bool | None = None
     scope: str = ""

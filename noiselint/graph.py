@@ -80,6 +80,15 @@ class SourceLocation:
         return f"{self.path}:{self.line}:{self.column}"
 
 
+#: The largest input noiselint lints at (a size past it is a typo, and would build giant tensors).
+MAX_CHANNELS, MAX_SIDE = 1024, 16384
+
+
+def _finite_scaling(mean: float, std: float) -> bool:
+    """(x - mean) / std for x in [0, 1], and the noise variance scale 1 / std^2, are finite."""
+    return std * std > 0 and all(math.isfinite(v) for v in (1 / (std * std), mean / std, (1 - mean) / std))
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """The input statistics a model expects; each field is ``None`` when unknown.
@@ -103,12 +112,18 @@ class Preprocessing:
                 raise UsageError(f"{name} must be 1 to 4 finite numbers (one per channel), got {values}")
         if self.std is not None and min(self.std) <= 0:
             raise UsageError(f"std must be positive, got {self.std}")
+        if self.std is not None and not all(_finite_scaling(m, s) for m in self.mean or (0.0,) for s in self.std):
+            raise UsageError(f"mean {self.mean} and std {self.std} overflow: (x - mean) / std and 1 / std^2 must "
+                             "be finite for pixels x in [0, 1] (give values as on [0, 1] pixels)")
         if self.mean is not None and self.std is not None and 1 < len(self.mean) != len(self.std) > 1:
             raise UsageError(f"mean has {len(self.mean)} channels but std has {len(self.std)}")
         for name in ("input_size", "test_input_size"):
             size = getattr(self, name)
             if size is not None and (len(size) != 3 or min(size) <= 0):
                 raise UsageError(f"{name} must be (C, H, W) with positive sizes, got {size}")
+            if size is not None and (size[0] > MAX_CHANNELS or max(size[1:]) > MAX_SIDE):
+                raise UsageError(f"{name} {size} is too large: at most {MAX_CHANNELS} channels and "
+                                 f"{MAX_SIDE} pixels a side")
 
     def merged(self, override: Preprocessing) -> Preprocessing:
         """Fields set in ``override`` win; the origin says which field came from where."""

@@ -11,6 +11,8 @@ machine here, more than half of ``import torch``, and 7 s under load. Two things
   other node, or a known one whose input does not fit it (wrong channels or rank), runs on the meta
   device as ShapeProp would, so a real shape error is still raised by torch. Nodes get
   ``meta["tensor_meta"]`` like ShapeProp's.
+* :class:`FormulaMode` applies the same formulas to torch function calls that are not fx nodes:
+  inside a leaf layer's own ``forward`` and in the hooks level's eager forward.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ _SAME_SHAPE = frozenset({
     nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softsign,
+    nn.Softmax, nn.LogSoftmax, nn.Softmax2d, nn.PReLU,
 })
 _BATCH_NORMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
 _CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+_TRANSPOSED = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
 _POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
 _ADAPTIVE = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
              nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3}
@@ -43,6 +47,7 @@ _UNARY_FUNCTIONS = {
     torch.relu, F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.leaky_relu, F.mish,
     F.dropout, F.dropout2d, torch.sigmoid, torch.tanh, F.sigmoid, F.tanh, operator.neg, F.elu, F.hardtanh,
     F.softplus, F.softmax, F.log_softmax, torch.softmax, F.normalize, torch.clamp, torch.abs, torch.exp,
+    torch.floor, torch.ceil, torch.round, torch.sqrt, torch.rsqrt, torch.log, torch.erf, torch.sign,
 }
 _UNARY_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous", "float", "clone", "softmax",
                   "clamp", "abs", "exp", "detach"}
@@ -113,20 +118,27 @@ class FormulaShapeProp(torch.fx.Interpreter):
             if outputs is not None:
                 return outputs
         shape = module_shape(module, x.shape) if _is_meta(x) else None
+        if shape is None and type(module) is nn.Linear and _is_meta(x) and x.dim() >= 1:
+            # torch would raise this too, after importing sympy for its check (a wrong input size tried)
+            raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({math.prod(x.shape[:-1])}x"
+                               f"{x.shape[-1]} and {module.in_features}x{module.out_features})")
         if shape is None:
-            return super().call_module(target, args, kwargs)
+            with FormulaMode():  # a leaf's own forward: its functional calls by formula
+                return super().call_module(target, args, kwargs)
         return torch.empty(shape, dtype=x.dtype, device="meta")
 
     def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
         shape, like = _function_shape(target, args, kwargs, method=False)
         if shape is None:
-            return super().call_function(target, args, kwargs)
+            with FormulaMode():
+                return super().call_function(target, args, kwargs)
         return torch.empty(shape, dtype=like.dtype, device="meta")
 
     def call_method(self, target: str, args: tuple, kwargs: dict) -> Any:
         shape, like = _function_shape(target, args, kwargs, method=True)
         if shape is None:
-            return super().call_method(target, args, kwargs)
+            with FormulaMode():
+                return super().call_method(target, args, kwargs)
         return torch.empty(shape, dtype=like.dtype, device="meta")
 
 
@@ -160,6 +172,8 @@ def module_shape(module: nn.Module, shape: Sequence[int]) -> tuple[int, ...] | N
         return _flatten(shape, module.start_dim, module.end_dim)
     if kind in _CONVS:
         return _conv(module, shape, _CONVS[kind])
+    if kind in _TRANSPOSED:
+        return _transposed(module, shape, _TRANSPOSED[kind])
     if kind in _POOLS:
         return _pool(module, shape, _POOLS[kind])
     if kind in _ADAPTIVE and not getattr(module, "return_indices", False):
@@ -206,6 +220,17 @@ def _conv(module: nn.Module, shape: tuple[int, ...], n: int) -> tuple[int, ...] 
     return (shape[0], module.out_channels, *out) if all(o > 0 for o in out) else None
 
 
+def _transposed(module: nn.Module, shape: tuple[int, ...], n: int) -> tuple[int, ...] | None:
+    if len(shape) != n + 2 or shape[1] != module.in_channels or isinstance(module.padding, str):
+        return None
+    out = [
+        (size - 1) * stride - 2 * pad + dil * (k - 1) + extra + 1
+        for size, stride, pad, dil, k, extra in zip(shape[2:], module.stride, module.padding, module.dilation,
+                                                    module.kernel_size, module.output_padding, strict=True)
+    ]
+    return (shape[0], module.out_channels, *out) if all(o > 0 for o in out) else None
+
+
 def _pool(module: nn.Module, shape: tuple[int, ...], n: int) -> tuple[int, ...] | None:
     if len(shape) != n + 2 or getattr(module, "return_indices", False):
         return None
@@ -248,6 +273,8 @@ def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None
 def _function_shape(target: Any, args: tuple, kwargs: dict, *, method: bool) -> tuple[Any, Any]:
     """(shape, a tensor to take the dtype from) for simple functions and methods, else (None, None)."""
     x = args[0] if args else None
+    if target in _BINARY and len(args) == 2 and not kwargs and isinstance(x, (int, float)) and _is_meta(args[1]):
+        return (tuple(args[1].shape), args[1]) if args[1].dtype.is_floating_point else (None, None)
     if target is torch.cat and isinstance(x, (list, tuple)) and len(args) + len(kwargs) <= 2 and set(kwargs) <= {"dim"}:
         return _cat(list(x), args[1] if len(args) > 1 else kwargs.get("dim", 0)), x[0] if x else None
     if not _is_meta(x) or not x.dtype.is_floating_point:
@@ -277,7 +304,118 @@ def _function_shape(target: Any, args: tuple, kwargs: dict, *, method: bool) -> 
         return (shape if fits else None), x
     if target is F.scaled_dot_product_attention:
         return _attention(args, kwargs), x
+    if not method and target in _LAYER_FUNCTIONS:
+        try:  # the formula takes the function's own parameters
+            return _LAYER_FUNCTIONS[target](*args, **kwargs), x
+        except TypeError:
+            return None, None
     return None, None
+
+
+def _conv_function(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
+    """``F.conv{1,2,3}d`` by formula."""
+    shape, n = tuple(input.shape), input.dim() - 2
+    if not _is_meta(weight) or weight.dim() != n + 2 or not isinstance(groups, int) or n < 1:
+        return None
+    if shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
+        return None
+    if padding == "same" and any(s != 1 for s in _tuple(stride, n)):
+        return None  # torch rejects it
+    conv = _Layer(in_channels=shape[1], out_channels=weight.shape[0], kernel_size=tuple(weight.shape[2:]),
+                  stride=_tuple(stride, n), dilation=_tuple(dilation, n),
+                  padding=padding if isinstance(padding, str) else _tuple(padding, n))
+    return _conv(conv, shape, n)
+
+
+def _linear_function(input, weight, bias=None):  # noqa: A002
+    shape = tuple(input.shape)
+    if not _is_meta(weight) or weight.dim() != 2 or not shape or shape[-1] != weight.shape[1]:
+        return None
+    return (*shape[:-1], weight.shape[0])
+
+
+def _batch_norm_function(input, running_mean, running_var, weight=None, bias=None, training=False,  # noqa: A002
+                         momentum=0.1, eps=1e-5):
+    shape = tuple(input.shape)
+    stats = [t for t in (running_mean, running_var, weight, bias) if t is not None]
+    fits = len(shape) >= 2 and all(_is_meta(t) and tuple(t.shape) == (shape[1],) for t in stats)
+    return shape if fits and (stats or not training) else None
+
+
+def _pad_function(input, pad, mode="constant", value=None):  # noqa: A002
+    """``F.pad`` in constant mode (``reflect``/``replicate`` run: torch rejects some sizes)."""
+    shape = list(input.shape)
+    if mode != "constant" or not isinstance(pad, (tuple, list)) or len(pad) % 2 or len(pad) // 2 > len(shape):
+        return None
+    if not all(isinstance(p, int) for p in pad):
+        return None
+    for i in range(len(pad) // 2):
+        shape[-1 - i] += pad[2 * i] + pad[2 * i + 1]
+    return tuple(shape) if all(o > 0 for o in shape) else None
+
+
+def _pool_function(input, kernel_size, stride=None, padding=0, *rest, **options):  # noqa: A002
+    """``F.max_pool2d`` (dilation, ceil_mode, return_indices) and ``F.avg_pool2d`` (ceil_mode, ...)."""
+    if rest or set(options) - {"dilation", "ceil_mode", "return_indices", "count_include_pad"}:
+        return None  # positional extras differ between the two: leave them to torch
+    if options.get("return_indices") or input.dim() != 4:
+        return None
+    pool = _Layer(kernel_size=kernel_size, stride=stride or kernel_size, padding=padding,
+                  dilation=options.get("dilation", 1), ceil_mode=bool(options.get("ceil_mode", False)))
+    values = (pool.kernel_size, pool.stride, pool.padding, pool.dilation)
+    if not all(isinstance(v, int) or (isinstance(v, (tuple, list)) and len(v) == 2) for v in values):
+        return None
+    return _pool(pool, tuple(input.shape), 2)
+
+
+def _adaptive_function(input, output_size, return_indices=False):  # noqa: A002
+    size = _tuple(output_size, 2)
+    if return_indices or input.dim() != 4 or len(size) != 2:
+        return None
+    if not all(o is None or (isinstance(o, int) and o > 0) for o in size):
+        return None
+    return (*input.shape[:2], *(s if o is None else o for s, o in zip(input.shape[2:], size, strict=True)))
+
+
+class _Layer:
+    """The attributes a layer formula reads, for a functional call."""
+
+    def __init__(self, **attributes: Any) -> None:
+        self.__dict__.update(attributes)
+
+
+_LAYER_FUNCTIONS = {
+    F.conv1d: _conv_function, F.conv2d: _conv_function, F.conv3d: _conv_function, F.linear: _linear_function,
+    F.batch_norm: _batch_norm_function, F.pad: _pad_function, F.max_pool2d: _pool_function,
+    F.avg_pool2d: _pool_function, F.adaptive_avg_pool2d: _adaptive_function,
+    F.adaptive_max_pool2d: _adaptive_function,
+}
+
+
+class FormulaMode(TorchFunctionMode):
+    """Inside the block, torch functions with a shape formula return an empty meta tensor at once.
+
+    For meta code that is not an fx node: a leaf layer's own ``forward`` (``Conv2dSame`` pads, then
+    convolves), and the hooks level's eager forward. In-place calls always run (callers rely on the
+    tensor they mutate), as does anything without a formula or whose inputs do not fit it.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        shape, like = formula(func, args, kwargs)
+        if shape is not None:
+            return torch.empty(shape, dtype=like.dtype, device="meta")
+        return func(*args, **kwargs)
+
+
+def formula(func: Any, args: tuple, kwargs: dict) -> tuple[Any, Any]:
+    """(shape, dtype source) of a torch function or tensor method call by formula, else (None, None)."""
+    name = getattr(func, "__name__", "")
+    if name.endswith("_") or kwargs.get("inplace") is True:
+        return None, None
+    if getattr(torch.Tensor, name, None) is func:
+        return _function_shape(name, args, kwargs, method=True)
+    return _function_shape(func, args, kwargs, method=False)
 
 
 def _tensors_in(args: tuple, kwargs: dict) -> bool:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from noiselint.errors import UsageError, one_line
+from noiselint.errors import UsageError, brief, one_line
 from noiselint.rule import Rule
 
 
@@ -33,7 +33,11 @@ def _rules_in_module(module) -> list[type[Rule]]:
 
 
 def _load_folder(folder: Path) -> list[type[Rule]]:
-    if not folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except OSError as exc:  # a name too long for the file system
+        raise UsageError(f"{brief(str(folder))}: not a rules folder: {exc.strerror}") from None
+    if not is_folder:
         raise UsageError(f"{folder}: no such rules folder")
     found = []
     for path in sorted(folder.glob("*.py")):

@@ -11,6 +11,7 @@ this rule alone: valid ones must give no finding, invalid ones must give one at 
 from __future__ import annotations
 
 import inspect
+import math
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,24 @@ from noiselint.findings import Estimate, Finding, Severity
 from noiselint.graph import ModelGraph
 
 EXPECT_MARKER = "# noiselint-expect"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric rule option may take: ``low`` to ``high``, inclusive unless ``low_open``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return above and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        high = None if self.high is None else f"<= {self.high:g}"
+        return " and ".join(part for part in (low, high) if part)
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,8 @@ class Rule:
     family: ClassVar[str]
     severity: ClassVar[Severity] = Severity.WARNING
     options: ClassVar[dict[str, Any]] = {}
+    #: The allowed values of numeric options, checked when the configuration is read.
+    option_ranges: ClassVar[dict[str, Range]] = {}
     valid: ClassVar[tuple[Example, ...]] = ()
     invalid: ClassVar[tuple[Example, ...]] = ()
     #: A rule with a fix defines ``fix(self, context)`` (see :mod:`noiselint.fixes`) and says here what it
@@ -91,6 +112,16 @@ class Rule:
             location=data.get("source"),
             estimate=estimate,
         )
+
+    @classmethod
+    def option_problem(cls, name: str, value: Any) -> str | None:
+        """What is wrong with ``value`` for option ``name`` (not finite, out of its range), or None."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        allowed = cls.option_ranges.get(name)
+        return None if allowed is None or value in allowed else f"must be {allowed}"
 
     @classmethod
     def docs(cls) -> str:

@@ -16,6 +16,7 @@ The report states the level used and its coverage: the share of leaf modules in 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -27,9 +28,12 @@ import networkx as nx
 import torch
 import torch.fx
 import torch.nn as nn
+from torch.utils._pytree import tree_map
 
 from noiselint.errors import one_line
 from noiselint.graph import ModelGraph, Op, Preprocessing, SourceLocation, add_node
+from noiselint.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, resident_bytes, shown
+from noiselint.meta import formula
 from noiselint.normalization import forward_normalization
 from noiselint.ops import function_op, method_op, module_op
 from noiselint.sites import display_path, internal_dirs
@@ -45,16 +49,18 @@ def trace(
     sites: Mapping[nn.Module, SourceLocation],
     preprocessing: Preprocessing,
     constants: Any = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> ModelGraph:
     """The best graph any level can give for ``model`` (built on the meta device or not).
 
     ``input_sizes`` are tried in order (one when the size is known; candidates when it is not):
     the graph records the first that traces. ``constants`` (see :mod:`noiselint.build`) holds the
     values of small tensors, from which normalization written in ``forward`` is recovered.
+    ``max_memory`` bounds the CPU forward of the hooks level (its weights and kept activations).
     """
     failures: list[str] = []
     levels = (("fx", _fx_graph), ("export", partial(_first_size, _export_graph)),
-              ("hooks", partial(_first_size, _hooks_graph)))
+              ("hooks", partial(_first_size, partial(_hooks_graph, max_memory=max_memory))))
     for level, build in levels:
         try:
             graph, notes, size, recovered = build(model, input_sizes, sites, constants)
@@ -480,7 +486,7 @@ def _ints(value, n: int) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- hooks
 
 
-def _hooks_graph(model, input_size, sites):
+def _hooks_graph(model, input_size, sites, max_memory=DEFAULT_MAX_MEMORY):
     try:
         return _eager_graph(model, _meta_input(model, input_size), sites), []
     except Exception as exc:  # noqa: BLE001 - a value-dependent forward cannot run on meta tensors
@@ -488,12 +494,45 @@ def _hooks_graph(model, input_size, sites):
         if parameters > EAGER_CPU_PARAMETER_LIMIT:
             raise
         meta_error = one_line(exc)
+    tensors = [*model.parameters(), *model.buffers()]
+    budget = _Budget(max_memory, "x".join(map(str, input_size)))
+    budget.take(sum(t.numel() * t.element_size() for t in tensors) + 4 * math.prod(input_size), "its weights and input")
     cpu_model = _materialize(model)
     graph = _eager_graph(cpu_model, torch.randn(1, *input_size), sites, originals=dict(
-        zip((id(m) for m in cpu_model.modules()), model.modules(), strict=True)))
+        zip((id(m) for m in cpu_model.modules()), model.modules(), strict=True)), budget=budget)
     note = (f"the forward depends on tensor values ({meta_error}); ran it once on CPU with random "
-            "weights: branches not taken are missing from the graph")
+            f"weights (peak about {shown(budget.used)}): branches not taken are missing "
+            "from the graph")
     return graph, [note]
+
+
+class _Budget:
+    """This process's memory while the hooks level's CPU forward runs: what it held before, plus the
+    weights, input and kept activations; an allocation past ``limit`` (``--max-memory``) is refused."""
+
+    def __init__(self, limit: int, size: str) -> None:
+        self.limit, self.size, self.used = limit, size, resident_bytes()
+
+    def take(self, size: int, what: str) -> None:
+        if self.used + size > self.limit:
+            raise MemoryBudgetError(
+                f"the CPU forward with random weights at input {self.size} would pass the memory budget of "
+                f"{shown(self.limit)} (--max-memory) at {what} ({shown(self.used)} held, {shown(size)} more)")
+        self.used += size
+
+    def check(self, func, args, kwargs) -> None:
+        """Refuse ``func`` before it runs when its output (computed on meta copies) would not fit."""
+        def meta(value):
+            return value.to("meta") if isinstance(value, torch.Tensor) and value.device.type != "meta" else value
+
+        try:
+            with torch._C.DisableTorchFunction():
+                output = func(*tree_map(meta, args), **tree_map(meta, kwargs))
+        except Exception:  # noqa: BLE001 - a value-dependent op: its output is small or unknowable
+            return
+        size = sum(t.numel() * t.element_size() for t in _tensors(output))
+        if self.used + 2 * size > self.limit:  # room for a workspace as large as the output (im2col, reorders)
+            self.take(2 * size, getattr(func, "__name__", "an operation"))
 
 
 def _materialize(model: nn.Module) -> nn.Module:
@@ -513,9 +552,10 @@ def _materialize(model: nn.Module) -> nn.Module:
 class _Recorder(torch.overrides.TorchFunctionMode):
     """Records leaf-module calls (via hooks) and torch function calls between them."""
 
-    def __init__(self, graph: nx.DiGraph) -> None:
+    def __init__(self, graph: nx.DiGraph, budget: _Budget | None = None) -> None:
         super().__init__()
         self.graph = graph
+        self.budget = budget  # the CPU forward: each op's output is checked against it before it runs
         self.producers: dict[int, str] = {}
         self.keep: list[torch.Tensor] = []  # keeps ids unique while recording
         self.depth_in_leaf = 0
@@ -536,12 +576,20 @@ class _Recorder(torch.overrides.TorchFunctionMode):
         for tensor in _tensors(output):
             self.producers[id(tensor)] = node_id
             self.keep.append(tensor)
+            if self.budget is not None and tensor._base is None:  # kept alive until the forward ends
+                self.budget.take(tensor.numel() * tensor.element_size(), node_id)
         self.last = node_id
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        with torch._C.DisableTorchFunction():
-            result = func(*args, **kwargs)
+        if self.budget is not None:
+            self.budget.check(func, args, kwargs)
+        shape, like = formula(func, args, kwargs)  # meta inputs a formula fits: no meta kernel runs
+        if shape is not None:
+            result = torch.empty(shape, dtype=like.dtype, device="meta")
+        else:
+            with torch._C.DisableTorchFunction():
+                result = func(*args, **kwargs)
         if self.depth_in_leaf == 0:
             kind, attrs = function_op(func, args, kwargs)
             if kind != Op.OTHER:
@@ -574,9 +622,9 @@ def _tensors(value) -> list[torch.Tensor]:
     return []
 
 
-def _eager_graph(model, x, sites, originals: Mapping[int, nn.Module] | None = None):
+def _eager_graph(model, x, sites, originals: Mapping[int, nn.Module] | None = None, budget: _Budget | None = None):
     graph = nx.DiGraph()
-    recorder = _Recorder(graph)
+    recorder = _Recorder(graph, budget)
     add_node(graph, "input", Op.INPUT, order=0, shape=tuple(x.shape))
     recorder.order, recorder.last = 1, "input"
     recorder.producers[id(x)] = "input"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from noiselint import estimates
 from noiselint.findings import Severity
 from noiselint.graph import ModelGraph, Op
-from noiselint.rule import Example, Rule
+from noiselint.rule import Example, Range, Rule
 
 
 def _shape(data: dict) -> tuple[int, int, int] | None:
@@ -169,6 +169,7 @@ class PatchEmbeddingPassesNoise(Rule):
     family = "patch_embed"
     severity = Severity.INFO
     options = {"max_passed_share": 0.9}
+    option_ranges = {"max_passed_share": Range(0, 1)}
     valid = (
         Example(
             """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from noiselint import estimates, fixes
 from noiselint.findings import Severity
 from noiselint.graph import ModelGraph, Op
-from noiselint.rule import Example, Rule
+from noiselint.rule import Example, Range, Rule
 
 _RGB = ("red", "green", "blue")
 
@@ -70,6 +70,7 @@ class SmallNormalizationStd(Rule):
     family = "preprocessing"
     severity = Severity.INFO
     options = {"min_std": 0.5}
+    option_ranges = {"min_std": Range(0, low_open=True)}
     valid = (
         Example(
             """

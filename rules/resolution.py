@@ -5,7 +5,7 @@ from __future__ import annotations
 from noiselint import estimates
 from noiselint.findings import Severity
 from noiselint.graph import ModelGraph, Op
-from noiselint.rule import Example, Rule
+from noiselint.rule import Example, Range, Rule
 
 
 def _first_layer(graph: ModelGraph) -> str | None:
@@ -63,6 +63,7 @@ class HighInputResolution(Rule):
     name = "high-input-resolution"
     family = "resolution"
     options = {"max_resolution": 224}
+    option_ranges = {"max_resolution": Range(1, 1_000_000)}
     valid = (
         Example(
             """

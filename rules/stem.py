@@ -5,7 +5,7 @@ from __future__ import annotations
 from noiselint import estimates, fixes
 from noiselint.findings import Severity
 from noiselint.graph import ModelGraph, Op
-from noiselint.rule import Example, Rule
+from noiselint.rule import Example, Range, Rule
 
 # Ops a stem conv's output may pass through on its way to the next stem conv.
 _CHAIN_OPS = frozenset({Op.NORM, Op.ACTIVATION, Op.OTHER, Op.RESHAPE})
@@ -101,6 +101,7 @@ class SmallStemKernel(Rule):
     name = "small-stem-kernel"
     family = "stem"
     options = {"min_kernel": 7}
+    option_ranges = {"min_kernel": Range(1, 4096)}
     valid = (
         Example(
             """
@@ -264,6 +265,7 @@ class SmallPatchSize(Rule):
     name = "small-patch-size"
     family = "stem"
     options = {"min_patch": 16}
+    option_ranges = {"min_patch": Range(1, 4096)}
     valid = (
         Example(
             """

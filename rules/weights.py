@@ -7,7 +7,7 @@ import numpy as np
 from noiselint import estimates
 from noiselint.findings import Severity
 from noiselint.graph import ModelGraph, Op
-from noiselint.rule import Example, Rule
+from noiselint.rule import Example, Range, Rule
 
 
 def _first(tensors: dict, *keys: str) -> np.ndarray | None:
@@ -62,6 +62,7 @@ class NoiseAmplifyingStemConv(Rule):
     family = "weights"
     severity = Severity.INFO
     options = {"max_gain": 1.0}
+    option_ranges = {"max_gain": Range(0, low_open=True)}
     valid = (
         Example(
             """
@@ -166,6 +167,7 @@ class BatchNormAmplifiesNoise(Rule):
     family = "weights"
     severity = Severity.INFO
     options = {"max_gain": 1.0}
+    option_ranges = {"max_gain": Range(0, low_open=True)}
     valid = (
         Example(
             """

@@ -49,16 +49,16 @@ def test_sort_by_exposure_puts_the_most_exposed_first_and_unknown_last(tmp_path,
     reports = {"a.py": _report("a.py", 1.0), "b.py": _report("b.py", None, ok=False), "c.py": _report("c.py", 3.5),
                "d.py": _report("d.py", 0.0)}
     monkeypatch.setattr(batch, "lint_one", lambda target, *a, **k: ([reports[target]], None))
-    report = batch.run(list(reports), Options(), batch.BatchSettings(jobs=1, sort="exposure"))
+    report = batch.run(list(reports), Options(), batch.BatchSettings(sort="exposure", in_process=True))
     assert [m.model for m in report.models] == ["c.py", "a.py", "d.py", "b.py"]
-    report = batch.run(list(reports), Options(), batch.BatchSettings(jobs=1))
+    report = batch.run(list(reports), Options(), batch.BatchSettings(in_process=True))
     assert [m.model for m in report.models] == list(reports)
 
 
 def test_in_process_run_streams_each_report_as_it_is_known():
     seen = []
     report = batch.run([str(MODELS / "resnet_maxpool.py"), "missing.py"], Options(),
-                       batch.BatchSettings(jobs=1), on_report=seen.append)
+                       batch.BatchSettings(in_process=True), on_report=seen.append)
     assert list(report.models) == seen
     assert seen[0].ok and not seen[1].ok and "no such file" in seen[1].load_error
 

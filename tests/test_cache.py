@@ -61,7 +61,7 @@ def project(tmp_path, monkeypatch):
 
 def lint(project: Path, options: Options = Options(), target: str = "model.py") -> tuple[Report, cache.Cache]:
     results = cache.Cache(project / "cache", options)
-    return batch.run([target], options, batch.BatchSettings(jobs=1), cache=results), results
+    return batch.run([target], options, batch.BatchSettings(in_process=True), cache=results), results
 
 
 def codes(report: Report) -> list[str]:
@@ -168,9 +168,9 @@ def test_a_corrupt_entry_is_a_miss(project):
 
 def test_warm_cache_run_never_imports_torch(project, monkeypatch):
     monkeypatch.delenv("NOISELINT_NO_CACHE")
-    code, loaded, first = run_cli("model.py", "--isolated", cwd=project)
+    code, loaded, first = run_cli("model.py", "--isolated", "--in-process", cwd=project)
     assert code == 1 and "torch" in loaded, first
-    code, loaded, second = run_cli("model.py", "--isolated", cwd=project)
+    code, loaded, second = run_cli("model.py", "--isolated", cwd=project)  # no worker is started either
     assert code == 1 and second == first
     assert not loaded & {"torch", "timm", "torchvision", "networkx"}, loaded
     assert list((project / ".noiselint_cache").glob("*.json"))

@@ -345,7 +345,7 @@ def test_missing_transformers_gives_the_install_hint():
 
 
 def test_timm_and_python_file_targets_never_import_transformers():
-    result = run("timm:resnet18", "fixtures/models/resnet_maxpool.py", "--select", "NL1", "-j", "1",
+    result = run("timm:resnet18", "fixtures/models/resnet_maxpool.py", "--select", "NL1", "--in-process",
                  check_imports=True)  # in this process, where the imports are seen
     imported = result.stderr.strip().splitlines()[-1]
     assert imported.startswith("IMPORTED") and "'timm'" in imported and "transformers" not in imported, imported

@@ -1,7 +1,7 @@
 """What each command imports: torch only for torch models, timm only for timm models.
 
 Each test runs the CLI in a fresh interpreter through a tiny wrapper that reports, at exit, which
-heavy modules ended up in ``sys.modules``.
+heavy modules ended up in ``sys.modules``; a lint runs ``--in-process`` so that its imports are seen.
 """
 
 from __future__ import annotations
@@ -56,14 +56,14 @@ def test_onnx_file_never_imports_torch(tmp_path):
     finally:
         sys.path.remove(str(FIXTURES))
     path = onnx_models.save(onnx_models.build_resnet_stem(), tmp_path / "stem.onnx")
-    code, loaded, output = run_cli(path, "--no-cache", "--isolated", "--format", "json")
+    code, loaded, output = run_cli(path, "--no-cache", "--isolated", "--in-process", "--format", "json")
     assert json.loads(output)["models"][0]["status"] == "ok", output
     assert code in (0, 1) and "onnx" in loaded
     assert not loaded & {"torch", "timm", "torchvision"}, loaded
 
 
 def test_model_file_without_timm_never_imports_timm():
-    code, loaded, output = run_cli(MODELS / "resnet_maxpool.py", "--no-cache", "--isolated")
+    code, loaded, output = run_cli(MODELS / "resnet_maxpool.py", "--no-cache", "--isolated", "--in-process")
     assert code == 1, output
     assert "torch" in loaded
     assert not loaded & {"timm", "torchvision"}, loaded

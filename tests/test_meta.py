@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from noiselint.meta import FormulaShapeProp, module_shape, skip_meta_init
+from noiselint.meta import FormulaMode, FormulaShapeProp, formula, module_shape, skip_meta_init
 from noiselint.tracing import _LeafTracer
 
 MODULES = [
@@ -29,6 +29,9 @@ MODULES = [
     (nn.Linear(5, 7), (2, 3, 5)),
     (nn.Flatten(), (2, 3, 4, 5)),
     (nn.GELU(), (2, 3)),
+    (nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1), (1, 8, 7, 9)),
+    (nn.ConvTranspose1d(8, 4, 4, stride=3, dilation=2), (2, 8, 5)),
+    (nn.Softmax(dim=1), (2, 3, 4)),
 ]
 
 
@@ -106,3 +109,54 @@ def test_initializers_are_skipped_on_meta_only():
         nn.init.constant_(cpu.weight, 0.5)
         cpu.bias.normal_()
     assert torch.all(cpu.weight == 0.5) and cpu.bias.std() > 0
+
+
+FUNCTIONS = {  # name: (function, its arguments built with a tensor maker for one device)
+    "conv2d-groups": (F.conv2d, lambda t: ((t(1, 4, 11, 10), t(8, 2, 3, 3)), {"stride": 2, "padding": 1, "groups": 2})),
+    "conv2d-same": (F.conv2d, lambda t: ((t(1, 4, 11, 10), t(8, 4, 3, 5), None, 1, "same"), {})),
+    "conv1d-dilated": (F.conv1d, lambda t: ((t(2, 3, 20), t(5, 3, 4), None, 3, 0, 2), {})),
+    "linear": (F.linear, lambda t: ((t(2, 3, 6), t(7, 6)), {})),
+    "batch_norm": (F.batch_norm, lambda t: ((t(2, 4, 5, 5), t(4), t(4)), {"training": False})),
+    "pad": (F.pad, lambda t: ((t(1, 3, 5, 6), (1, 2, 0, 3)), {})),
+    "max_pool2d": (F.max_pool2d, lambda t: ((t(1, 3, 15, 14), 3), {"stride": 2, "padding": 1, "ceil_mode": True})),
+    "avg_pool2d": (F.avg_pool2d, lambda t: ((t(1, 3, 15, 14), 2), {})),
+    "adaptive_avg_pool2d": (F.adaptive_avg_pool2d, lambda t: ((t(1, 3, 15, 14), (None, 4)), {})),
+    "adaptive_max_pool2d": (F.adaptive_max_pool2d, lambda t: ((t(1, 3, 15, 14), 1), {})),
+    "floor": (torch.floor, lambda t: ((t(2, 3),), {})),
+    "number-plus-tensor": (operator.add, lambda t: ((1.0, t(2, 3)), {})),
+}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_formula_matches_the_cpu_kernel(name):
+    function, build = FUNCTIONS[name]
+    args, kwargs = build(lambda *shape: torch.rand(shape))
+    expected = tuple(function(*args, **kwargs).shape)
+    args, kwargs = build(lambda *shape: torch.empty(shape, device="meta"))
+    assert formula(function, args, kwargs)[0] == expected
+
+
+def test_functions_that_do_not_fit_get_no_formula():
+    x = torch.empty(1, 4, 9, 9, device="meta")
+    assert formula(F.conv2d, (x, torch.empty(8, 3, 3, 3, device="meta")), {})[0] is None  # channels
+    assert formula(F.conv2d, (x, torch.empty(8, 4, 3, 3, device="meta"), None, 2, "same"), {})[0] is None
+    assert formula(F.pad, (x, (1, 1)), {"mode": "reflect"})[0] is None
+    assert formula(F.max_pool2d, (x, 2), {"return_indices": True})[0] is None
+    assert formula(torch.Tensor.add_, (x, x), {})[0] is None  # in place: it must run
+
+
+def test_formula_mode_runs_a_leaf_forward_by_formula_and_keeps_errors():
+    class SamePadConv(nn.Conv2d):  # as EfficientNet ports write it: a static pad, then the conv
+        def __init__(self):
+            super().__init__(3, 8, 3, stride=2)
+            self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+
+        def forward(self, x):
+            return F.conv2d(self.pad(x), self.weight, self.bias, self.stride, 0)
+
+    layer = SamePadConv()
+    expected = tuple(layer(torch.rand(1, 3, 16, 16)).shape)
+    with FormulaMode():
+        assert tuple(layer.to("meta")(torch.empty(1, 3, 16, 16, device="meta")).shape) == expected
+        with pytest.raises(RuntimeError):
+            layer(torch.empty(1, 4, 16, 16, device="meta"))

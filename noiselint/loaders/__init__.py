@@ -74,14 +74,15 @@ def target_file(target: str) -> str | None:
     return path if Path(path).is_file() else None
 
 
-def load(target: str, *, device: str = "meta") -> list[LoadedModel]:
-    """All models named by ``target`` (a wildcard or a file may name several)."""
+def load(target: str, *, device: str = "meta", max_memory: int | None = None) -> list[LoadedModel]:
+    """All models named by ``target`` (a wildcard or a file may name several); an ONNX file's weight
+    loaders refuse to read more than ``max_memory`` bytes (default: :data:`~noiselint.memory.DEFAULT_MAX_MEMORY`)."""
     kind = kind_of(target)
     if kind == "onnx":
         from noiselint.loaders.onnx_loader import load_onnx
 
         path = split_python_target(target)[0]
-        graph = load_onnx(path)
+        graph = load_onnx(path, max_memory=max_memory)
         return [LoadedModel(name=target, target=target, graph=graph, preprocessing=graph.preprocessing)]
     if kind == "checkpoint":
         raise LoadError(

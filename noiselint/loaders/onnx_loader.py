@@ -33,6 +33,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from noiselint import memory
 from noiselint.errors import LoadError, one_line
 from noiselint.graph import ModelGraph, Op, Preprocessing, SourceLocation, add_node
 
@@ -75,8 +76,10 @@ _AFFINE_OPS = ("Add", "Sub", "Mul", "Div")
 _MAX_CONSTANT_SIZE = 4096
 
 
-def load_onnx(path: str | os.PathLike, name: str | None = None) -> ModelGraph:
-    """Read the ONNX file at ``path``; every failure raises :class:`LoadError` with one line."""
+def load_onnx(path: str | os.PathLike, name: str | None = None, max_memory: int | None = None) -> ModelGraph:
+    """Read the ONNX file at ``path``; every failure raises :class:`LoadError` with one line. The weight
+    loaders read no initializers that would take more than ``max_memory`` bytes (default: the
+    :data:`~noiselint.memory.DEFAULT_MAX_MEMORY` budget); the graph's notes say what they skipped."""
     shown = str(path)
     try:
         if not os.path.exists(path):
@@ -86,7 +89,8 @@ def load_onnx(path: str | os.PathLike, name: str | None = None) -> ModelGraph:
         if os.path.getsize(path) == 0:
             raise LoadError(f"{shown}: empty file, not an ONNX model")
         model, notes = _read_model(os.fspath(path))
-        return _Builder(model, shown, notes).build(name or Path(shown).stem)
+        budget = memory.DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+        return _Builder(model, shown, notes, budget).build(name or Path(shown).stem)
     except LoadError:
         raise
     except Exception as exc:
@@ -111,8 +115,9 @@ def _read_model(path: str):
 class _Builder:
     """Turns one checked, shape-inferred ``ModelProto`` into a :class:`ModelGraph`."""
 
-    def __init__(self, model, shown: str, notes: list[str]) -> None:
+    def __init__(self, model, shown: str, notes: list[str], max_memory: int) -> None:
         self.model = model
+        self.max_memory = max_memory
         self.nodes = list(model.graph.node)
         self.shown = shown
         self.base_dir = os.path.dirname(os.path.abspath(shown))
@@ -287,7 +292,7 @@ class _Builder:
                 role = roles[position] if position < len(roles) else None
                 tensors[role or tensor] = self.initializers[tensor]
         if any(math.prod(t.dims) > 0 for t in tensors.values()):
-            self.parameters[node_id] = _lazy_arrays(tensors, self.base_dir, self.shown)
+            self.parameters[node_id] = _lazy_arrays(tensors, self.base_dir, self.shown, self.notes, self.max_memory)
 
     # -- tensors ----------------------------------------------------------------------------
 
@@ -563,12 +568,29 @@ def _per_channel(scale: np.ndarray, shift: np.ndarray, size, layout: str | None)
     return (a, b) if np.all(a > 0) else None
 
 
-def _lazy_arrays(tensors: dict, base_dir: str, shown: str) -> Callable[[], dict[str, np.ndarray]]:
-    """A loader that reads the tensors (external data relative to ``base_dir``) when called."""
+def _lazy_arrays(tensors: dict, base_dir: str, shown: str, notes: list[str],
+                 max_memory: int) -> Callable[[], dict[str, np.ndarray]]:
+    """A loader that reads the tensors (external data relative to ``base_dir``) when called, or
+    nothing (with a note) when this process would pass ``max_memory`` reading and using them: the raw
+    bytes twice (read, then the array) and a float64 copy and its square for a rule, 2 * raw + 16
+    bytes per value."""
+    from onnx import helper
+
+    values = sum(math.prod(t.dims) for t in tensors.values())
+    raw = sum(math.prod(t.dims) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+              for t in tensors.values() if t.data_type)
+    cost = 2 * raw + 16 * values
 
     def load() -> dict[str, np.ndarray]:
         from onnx import numpy_helper
 
+        if memory.resident_bytes() + cost > max_memory:
+            note = (f"weights of {', '.join(t.name for t in tensors.values())} not read: {memory.shown(raw)} "
+                    f"(about {memory.shown(cost)} to check) is over the memory budget of "
+                    f"{memory.shown(max_memory)} (--max-memory); the rules that need them did not run on them")
+            if note not in notes:
+                notes.append(note)
+            return {}
         try:
             return {key: numpy_helper.to_array(tensor, base_dir) for key, tensor in tensors.items()}
         except Exception as exc:

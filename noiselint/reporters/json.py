@@ -1,14 +1,14 @@
-"""The JSON report: a versioned, documented schema (docs/json-schema.md)."""
+"""The JSON report: a versioned, documented schema (docs/json-schema.md); strict JSON (RFC 8259)."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict
 from typing import Any, TextIO
 
 from noiselint.findings import Finding, ModelReport, Report
 from noiselint.graph import SourceLocation
+from noiselint.reporters.escape import finite, json_text
 
 SCHEMA_VERSION = 1
 
@@ -51,8 +51,9 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
 
 
 def model_dict(model: ModelReport) -> dict[str, Any]:
+    """The model's object; a NaN or infinite number is ``null``, listed in ``non_finite``."""
     verified = {"verification": model.verification.to_dict()} if model.verification is not None else {}
-    return {
+    data, notes = finite({
         "target": model.target,
         "model": model.model,
         "status": "error" if not model.ok else "untraced" if model.untraced else "ok",
@@ -63,7 +64,8 @@ def model_dict(model: ModelReport) -> dict[str, Any]:
         "findings": [finding_dict(f) for f in model.findings],
         "rule_errors": [asdict(e) for e in model.rule_errors],
         **verified,  # only with --verify: see README.md, section "Verify"
-    }
+    })
+    return {**data, "non_finite": notes} if notes else data
 
 
 def report_dict(report: Report) -> dict[str, Any]:
@@ -88,5 +90,4 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def render(report: Report, stream: TextIO) -> None:
-    json.dump(report_dict(report), stream, indent=2)
-    stream.write("\n")
+    stream.write(json_text(report_dict(report), indent=2) + "\n")

@@ -8,23 +8,23 @@ last line is ``{"type": "summary", ...}`` with the JSON report's top-level field
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TextIO
 
 from noiselint.errors import NoiselintError
 from noiselint.findings import ModelReport, Report
+from noiselint.reporters.escape import json_text
 from noiselint.reporters.json import model_dict, report_dict
 
 
 def model_line(model: ModelReport) -> str:
-    return json.dumps({"type": "model", **model_dict(model)})
+    return json_text({"type": "model", **model_dict(model)})
 
 
 def summary_line(report: Report) -> str:
     data = report_dict(report)
     data.pop("models")
-    return json.dumps({"type": "summary", **data})
+    return json_text({"type": "summary", **data})
 
 
 def render(report: Report, stream: TextIO) -> None:

@@ -1,4 +1,9 @@
-"""A Markdown summary (GitHub job summaries, pull-request comments): counts, then a findings table."""
+"""A Markdown summary (GitHub job summaries, pull-request comments): counts, then a findings table.
+
+Names and messages are escaped (:mod:`noiselint.reporters.escape`): locations and model names are
+code spans, module paths and messages escaped text, so nothing from a model renders as a link, an
+image or HTML.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,8 @@ from typing import TextIO
 from rich.text import Text
 
 from noiselint.findings import Report
+from noiselint.reporters.escape import code_span, markdown
 from noiselint.reporters.text import location, summary_line
-
-
-def _cell(value: str) -> str:
-    return " ".join(value.split()).replace("|", "\\|")
 
 
 def render(report: Report, stream: TextIO) -> None:
@@ -21,8 +23,8 @@ def render(report: Report, stream: TextIO) -> None:
         stream.write("| --- | --- | --- | --- | --- | --- |\n")
         for finding in report.findings:
             stream.write(
-                f"| {finding.severity.label} | `{finding.code}` {finding.rule} | `{_cell(location(finding))}` | "
-                f"`{_cell(finding.model)}` | {_cell(finding.module_path or '')} | {_cell(finding.message)} |\n"
+                f"| {finding.severity.label} | `{finding.code}` {finding.rule} | {code_span(location(finding))} | "
+                f"{code_span(finding.model)} | {markdown(finding.module_path or '')} | {markdown(finding.message)} |\n"
             )
         stream.write("\n")
     failures = [(m.model, m.load_error) for m in report.models if m.load_error]
@@ -30,5 +32,5 @@ def render(report: Report, stream: TextIO) -> None:
     if failures:
         stream.write("### Errors\n\n")
         for model, error in failures:
-            stream.write(f"- `{_cell(model)}`: {_cell(error)}\n")
+            stream.write(f"- {code_span(model)}: {markdown(error)}\n")
         stream.write("\n")

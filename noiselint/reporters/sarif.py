@@ -2,12 +2,12 @@
 
 Paths are relative to the repository root (the closest folder upwards from the working directory
 holding ``.git``, else the working directory) under ``%SRCROOT%``; files outside it get absolute
-``file:`` URIs. Load errors and crashed rules are ``toolExecutionNotifications``.
+``file:`` URIs. Load errors and crashed rules are ``toolExecutionNotifications``. The log is strict
+JSON: a NaN or infinite number is ``null``, its JSON pointer listed in the run's ``properties.nonFinite``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +17,7 @@ from urllib.parse import quote
 from noiselint.findings import Finding, ModelReport, Report, Severity
 from noiselint.graph import SourceLocation
 from noiselint.loaders import target_file
+from noiselint.reporters.escape import finite, json_text
 from noiselint.rule import Rule
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -155,9 +156,11 @@ def sarif_log(report: Report) -> dict[str, Any]:
         "columnKind": "unicodeCodePoints",
         "results": [_result(f, m, index, root) for m in report.models for f in m.findings],
     }
+    run, notes = finite(run, "/runs/0")
+    if notes:
+        run["properties"] = {"nonFinite": notes}
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
 def render(report: Report, stream: TextIO) -> None:
-    json.dump(sarif_log(report), stream, indent=2)
-    stream.write("\n")
+    stream.write(json_text(sarif_log(report), indent=2) + "\n")

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from noiselint.findings import Finding, ModelReport, Report, Severity
+from noiselint.reporters.escape import rich
 
 _STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -39,34 +40,34 @@ def _header(model: ModelReport) -> str:
     ]
     if model.exposure is not None:
         parts.append(f"noise exposure {model.exposure:.3g} (log10 at the logits, from the twin study)")
-    return f"[bold]{escape(model.model)}[/]  [dim]({escape('; '.join(parts))})[/]"
+    return f"[bold]{rich(model.model)}[/]  [dim]({rich('; '.join(parts))})[/]"
 
 
 def render(report: Report, stream: TextIO) -> None:
     console = _console(stream)
     for model in report.models:
         if model.load_error:
-            console.print(f"[red]error:[/] {escape(model.load_error)}")
+            console.print(f"[red]error:[/] {rich(model.load_error)}")
             continue
         console.print(_header(model))
         if model.untraced:
-            console.print(f"  [red]error:[/] {escape(model.model)}: no tracing level could run its forward "
+            console.print(f"  [red]error:[/] {rich(model.model)}: no tracing level could run its forward "
                           "(see the notes); the findings below come from its layer list alone")
         for note in model.graph.notes if model.graph else ():
-            console.print(f"  [dim]note: {escape(note)}[/]")
+            console.print(f"  [dim]note: {rich(note)}[/]")
         for finding in model.findings:
             style = _STYLES[finding.severity]
-            where = f" [dim]{escape(finding.module_path)}:[/]" if finding.module_path else ""
+            where = f" [dim]{rich(finding.module_path)}:[/]" if finding.module_path else ""
             console.print(
-                f"  {escape(location(finding))} [{style}]{finding.code}[/] {_fix_mark(finding)}{finding.rule}{where} "
-                f"{escape(finding.message)}"
+                f"  {rich(location(finding))} [{style}]{finding.code}[/] {_fix_mark(finding)}{finding.rule}{where} "
+                f"{rich(finding.message)}"
             )
-            estimate = f"; estimate: {escape(finding.estimate.summary())}" if finding.estimate else ""
+            estimate = f"; estimate: {rich(finding.estimate.summary())}" if finding.estimate else ""
             console.print(f"      [{style}]{finding.severity.label}[/][dim]{estimate}[/]")
             if finding.evidence is not None:
-                console.print(f"      [dim]{escape(finding.evidence.summary())}[/]")
+                console.print(f"      [dim]{rich(finding.evidence.summary())}[/]")
         for error in model.rule_errors:
-            console.print(f"  [red]rule {error.code} crashed:[/] {escape(error.error)}")
+            console.print(f"  [red]rule {error.code} crashed:[/] {rich(error.error)}")
         if model.verification is not None:
             from noiselint.reporters.verify_text import render_verification
 
@@ -102,7 +103,7 @@ def summary_table(report: Report) -> Table:
         counts = Counter(f.severity for f in model.findings)
         graph = model.graph
         table.add_row(
-            escape(model.model), graph.trace_level if graph else "[red]failed[/]",
+            rich(model.model, wrapped=True), graph.trace_level if graph else "[red]failed[/]",
             f"{graph.coverage:.0%}" if graph else "",
             *(str(counts[s]) for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)),
             f"{model.exposure:.3g}" if model.exposure is not None else "unknown" if graph else "",
@@ -114,11 +115,11 @@ def render_concise(report: Report, stream: TextIO) -> None:
     console = _console(stream)
     for model in report.models:
         if model.load_error:
-            console.print(f"[red]error:[/] {escape(model.load_error)}")
+            console.print(f"[red]error:[/] {rich(model.load_error)}")
         for finding in model.findings:
-            console.print(f"{escape(location(finding))}: {finding.code} {_fix_mark(finding)}{escape(finding.message)}")
+            console.print(f"{rich(location(finding))}: {finding.code} {_fix_mark(finding)}{rich(finding.message)}")
         for error in model.rule_errors:
-            console.print(f"{escape(model.model)}: rule {error.code} crashed: {escape(error.error)}")
+            console.print(f"{rich(model.model)}: rule {error.code} crashed: {rich(error.error)}")
     console.print(summary_line(report))
     _fixable_line(report, console)
 

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from noiselint.verify.report import GAIN_DEFINITION, MATCH_TOLERANCE, NOISE_MODEL, WHAT_IF_CAVEAT, Verification
+from noiselint.reporters.escape import rich
+from noiselint.verify.report import (
+    ADAPT_DEFINITION,
+    GAIN_DEFINITION,
+    MATCH_TOLERANCE,
+    NOISE_MODELS,
+    ROBUSTNESS_DEFINITION,
+    WHAT_IF_CAVEAT,
+    Verification,
+)
 
 
 def render_verification(verification: Verification, console: Console) -> None:
     """Tables for a rich console (fit 80 columns): curves, stability, node gains, what-ifs."""
-    from rich.markup import escape
     from rich.table import Table
 
     sweep = verification.sweep
     console.print(
-        f"  [bold]verify[/] on {escape(verification.device)}, batch {verification.batch_size}; "
-        f"weights: {escape(verification.weights)}"
+        f"  [bold]verify[/] on {rich(verification.device)}, batch {verification.batch_size}; "
+        f"weights: {rich(verification.weights)}"
     )
     labelled = "labelled" if verification.labelled else "label-free"
-    console.print(f"    data: {verification.images} images, {labelled}: {escape(verification.data)}")
-    console.print(f"    noise: {NOISE_MODEL}; {verification.draws} draw(s), seed {verification.seed}")
+    console.print(f"    data: {verification.images} images, {labelled}: {rich(verification.data)}")
+    console.print(
+        f"    noise ({verification.noise_at} protocol): {NOISE_MODELS[verification.noise_at]}; "
+        f"{verification.draws} draw(s), seed {verification.seed}"
+    )
     table = Table(
         "sigma",
         "accuracy",
@@ -72,8 +83,8 @@ def render_verification(verification: Verification, console: Console) -> None:
             column.no_wrap = True
         for g in verification.gains:
             gains.add_row(
-                escape(g.module_path),
-                escape(g.op),
+                rich(g.module_path),
+                rich(g.op),
                 _num(g.analytic),
                 _num(g.noise_only),
                 _num(g.real_input),
@@ -83,14 +94,16 @@ def render_verification(verification: Verification, console: Console) -> None:
         _print(console, gains)
     if verification.what_ifs:
         metric = "accuracy" if verification.labelled else "agreement"
-        console.print(f"    [bold]what-if[/] [dim]({WHAT_IF_CAVEAT})[/]")
+        console.print(f"    [bold]what-if[/] [dim]({WHAT_IF_CAVEAT}; {ROBUSTNESS_DEFINITION})[/]")
+        if any(w.adapted is not None for w in verification.what_ifs):
+            console.print(f"    [dim]{ADAPT_DEFINITION}[/]")
         console.print(
             f"      original: {metric} "
             + " ".join(_pct(v) for v in sweep.curve())
             + f" at sigma {', '.join(f'{s:g}' for s in verification.sigmas)}"
         )
         for w in verification.what_ifs:
-            console.print(f"      {escape(w.name)}: {escape(w.change)}")
+            console.print(f"      {rich(w.name)}: {rich(w.change)}")
             if w.predicted is not None:
                 console.print(
                     f"        node gain {_factor(w.predicted)} predicted; measured "
@@ -100,7 +113,7 @@ def render_verification(verification: Verification, console: Console) -> None:
             if w.low_pass is not None:
                 g = w.low_pass
                 console.print(
-                    f"        its {escape(g.op.removeprefix('what-if '))} alone: "
+                    f"        its {rich(g.op.removeprefix('what-if '))} alone: "
                     f"{_num(g.noise_only)} noise only "
                     f"vs analytic {_num(g.analytic)} ({_check(g.relative_error)}), {_num(g.real_input)} "
                     f"on its input, {_num(g.in_model)} in the model"
@@ -110,13 +123,26 @@ def render_verification(verification: Verification, console: Console) -> None:
             console.print(
                 f"        clean top-1 kept {_pct(w.clean_agreement)}; {metric} "
                 + " ".join(_pct(v) for v in w.sweep.curve())
+                + f"; robustness {w.sweep.robustness:.3f}"
             )
+            if w.adapted is not None:
+                a = w.adapted
+                console.print(
+                    f"        adapted ({a.steps} steps, {a.parameters} weights in {len(a.trained)} layers, "
+                    f"loss {a.first_loss:.3g} -> {a.last_loss:.3g}): clean top-1 agrees "
+                    f"{_pct(a.clean_agreement)}; {metric} " + " ".join(_pct(v) for v in a.sweep.curve())
+                )
+                console.print(
+                    f"        robustness original {sweep.robustness:.3f}, training-free "
+                    f"{w.sweep.robustness:.3f}, adapted {a.sweep.robustness:.3f} "
+                    f"({a.vs_original:+.3f} vs original, {a.vs_training_free:+.3f} vs training-free)"
+                )
     console.print(
         f"    [dim]{sweep.forwards} forward passes in {sweep.seconds:.1f} s "
         f"({sweep.images_per_s:.0f} images/s); verify took {verification.seconds:.1f} s[/]"
     )
     for note in verification.notes:
-        console.print(f"    [dim]note: {escape(note)}[/]")
+        console.print(f"    [dim]note: {rich(note)}[/]")
 
 def _print(console, table) -> None:
     """A table indented under its model, at least 100 columns wide so it never folds its cells."""

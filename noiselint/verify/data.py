@@ -10,6 +10,11 @@ input and centred, 0..16 scaled to [0, 1]). ``auto`` picks ``digits`` for one-ch
 Natural images and folders are resized so the shorter side is ``size / crop_pct`` (bicubic,
 antialiased), then centre-cropped to the input size, as timm's eval transform and ImageNet-C's
 Resize(256)+CenterCrop(224) do. Normalization is not applied here: noise goes on the [0, 1] pixels.
+
+With ``sensor`` (``--noise-at sensor``) each image is also kept at its own resolution (``ImageSet.sensor``,
+digits at 8x8) with the function that takes it to the model input, so noise can be added before the
+resize and crop (:meth:`ImageSet.sensor_noisy`); the library transform is then not used, since it
+takes 8-bit images and noisy pixels are floats.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from noiselint.graph import DEFAULT_INPUT_SIZE, Preprocessing
+from noiselint.verify.noise import PIXEL_STREAM, seed_for
 from noiselint.verify.options import INSTALL_HINT, VerifyError
 
 DEFAULT_CROP_PCT = 0.875  # Resize(256) + CenterCrop(224)
@@ -52,16 +59,35 @@ MNIST_BOX = 20 / 28  # MNIST digits fill a 20x20 box centred in the 28x28 frame
 
 @dataclass
 class ImageSet:
-    """``images``: (N, C, H, W) float32 in [0, 1] at the model's input size; ``labels``: (N,) or None."""
+    """``images``: (N, C, H, W) float32 in [0, 1] at the model's input size; ``labels``: (N,) or None.
+
+    ``sensor``: for the sensor protocol, each image as (C, H0, W0) [0, 1] pixels at its own resolution,
+    and ``to_input`` the resize and crop that made ``images`` from it."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
     names: list[str]
     source: str
     notes: list[str] = field(default_factory=list)
+    sensor: list[torch.Tensor] | None = None
+    to_input: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def sensor_noisy(self, indices: range, sigmas: tuple[float, ...], draw: int, seed: int) -> torch.Tensor:
+        """(len(sigmas) * N, C, H, W) model-size pixels, sigma-major: each image at its own resolution
+        plus sigma z, clipped to [0, 1], then resized and cropped. Image i's z comes from the same
+        seeded generator the input protocol uses (its own shape), shared by every sigma."""
+        generator = torch.Generator()
+        out = torch.empty((len(sigmas), len(indices), *self.images.shape[1:]))
+        for row, index in enumerate(indices):
+            raw = self.sensor[index]
+            generator.manual_seed(seed_for(seed, PIXEL_STREAM, draw, index))
+            z = torch.randn(raw.shape, generator=generator)
+            for i, sigma in enumerate(sigmas):
+                out[i, row] = self.to_input((raw + sigma * z).clamp_(0, 1))
+        return out.flatten(0, 1)
 
     def drop_labels(self, reason: str) -> None:
         self.labels = None
@@ -85,18 +111,32 @@ def library_transform(module) -> Callable | None:
 
 
 def load_images(
-    data: str, preprocessing: Preprocessing, limit: int, seed: int, transform: Callable | None = None
+    data: str,
+    preprocessing: Preprocessing,
+    limit: int,
+    seed: int,
+    transform: Callable | None = None,
+    sensor: bool = False,
 ) -> ImageSet:
     """The images of ``data`` (a folder or a built-in set name), at most ``limit`` (a seeded sample).
 
-    ``transform`` (see :func:`library_transform`) replaces the own resize and crop for natural images.
+    ``transform`` (see :func:`library_transform`) replaces the own resize and crop for natural images;
+    ``sensor`` keeps every image at its own resolution too (and uses no ``transform``).
     """
-    global _TRANSFORM
-    _TRANSFORM = transform
+    global _TRANSFORM, _SENSOR
+    _TRANSFORM, _SENSOR = (None if sensor else transform), ([] if sensor else None)
     try:
-        return _load(data, preprocessing, limit, seed)
+        images = _load(data, preprocessing, limit, seed)
+        if sensor:
+            images.sensor = _SENSOR
+            if transform is not None:
+                images.notes.append(
+                    "--noise-at sensor: images resized and cropped by noiselint (bicubic, antialiased), "
+                    "not the model library's transform (it takes 8-bit images)"
+                )
+        return images
     finally:
-        _TRANSFORM = None
+        _TRANSFORM, _SENSOR = None, None
 
 
 def _load(data: str, preprocessing: Preprocessing, limit: int, seed: int) -> ImageSet:
@@ -121,6 +161,7 @@ def _sample(count: int, limit: int, seed: int) -> np.ndarray:
 
 
 _TRANSFORM: Callable | None = None
+_SENSOR: list[torch.Tensor] | None = None  # the images at their own resolution, while load_images runs
 
 
 def to_model_input(image: np.ndarray, size: tuple[int, int, int], crop_pct: float) -> torch.Tensor:
@@ -139,6 +180,14 @@ def to_model_input(image: np.ndarray, size: tuple[int, int, int], crop_pct: floa
     x = torch.from_numpy(np.array(array, dtype=np.float32)) / (255.0 if array.dtype == np.uint8 else 1.0)
     x = x[..., None] if x.ndim == 2 else x[..., :3]
     x = _channels(x.permute(2, 0, 1), size[0])
+    if _SENSOR is not None:
+        _SENSOR.append(x)
+    return resize_crop(x, size, crop_pct)
+
+
+def resize_crop(x: torch.Tensor, size: tuple[int, int, int], crop_pct: float) -> torch.Tensor:
+    """(C, H0, W0) [0, 1] pixels -> the model input: shorter side to size / crop_pct (bicubic,
+    antialiased), centre crop, clipped to [0, 1]."""
     _, height, width = size
     h, w = x.shape[-2:]
     scale = max(height / crop_pct / h, width / crop_pct / w)
@@ -211,6 +260,7 @@ def _natural(size, crop: float, limit: int, seed: int) -> ImageSet:
         names,
         "natural images shipped by scikit-image, scikit-learn and matplotlib",
         notes,
+        to_input=partial(resize_crop, size=size, crop_pct=crop),
     )
 
 
@@ -222,20 +272,28 @@ def _digits(size, limit: int, seed: int) -> ImageSet:
     digits = load_digits()
     index = _sample(len(digits.images), limit, seed)
     x = torch.from_numpy(digits.images[index]).float()[:, None] / 16.0
-    channels, height, width = size
-    inner = (max(1, round(height * MNIST_BOX)), max(1, round(width * MNIST_BOX)))
-    x = F.interpolate(x, size=inner, mode="bicubic", align_corners=False).clamp(0, 1)
-    top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
-    x = F.pad(x, (left, width - inner[1] - left, top, height - inner[0] - top))
+    if _SENSOR is not None:
+        _SENSOR.extend(x)
     labels = torch.from_numpy(digits.target[index]).long()
     return ImageSet(
-        x.expand(-1, channels, -1, -1).contiguous(),
+        _mnist_layout(x, size),
         labels,
         [f"digit{i}" for i in index],
         "scikit-learn digits (8x8, 0..16) in the MNIST layout: a 20x20 box centred in 28x28, "
         "scaled to the input size",
         [],
+        to_input=lambda digit: _mnist_layout(digit[None], size)[0],
     )
+
+
+def _mnist_layout(x: torch.Tensor, size) -> torch.Tensor:
+    """(N, 1, 8, 8) digits -> (N, C, H, W): scaled to a 20/28 box (bicubic), centred, zero frame."""
+    channels, height, width = size
+    inner = (max(1, round(height * MNIST_BOX)), max(1, round(width * MNIST_BOX)))
+    x = F.interpolate(x, size=inner, mode="bicubic", align_corners=False).clamp(0, 1)
+    top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
+    x = F.pad(x, (left, width - inner[1] - left, top, height - inner[0] - top))
+    return x.expand(-1, channels, -1, -1).contiguous()
 
 
 def _folder(root: Path, size, crop: float, limit: int, seed: int) -> ImageSet:
@@ -268,7 +326,8 @@ def _folder(root: Path, size, crop: float, limit: int, seed: int) -> ImageSet:
         names.append(str(path.relative_to(root)))
     labels = torch.tensor([files[i][1] for i in picked]) if classes else None
     kind = f"{len(classes)} class folders" if classes else "a flat folder"
-    return ImageSet(torch.stack(images), labels, names, f"{root} ({kind})", notes)
+    return ImageSet(torch.stack(images), labels, names, f"{root} ({kind})", notes,
+                    to_input=partial(resize_crop, size=size, crop_pct=crop))
 
 
 def _images_in(folder: Path) -> list[Path]:

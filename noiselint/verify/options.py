@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from noiselint.errors import NoiselintError
+from noiselint.memory import DEFAULT_MAX_MEMORY
 
 #: ImageNet-C Gaussian noise severities 1-5, on [0, 1] pixels (RESEARCH.md section 3).
 DEFAULT_SIGMAS = (0.08, 0.12, 0.18, 0.26, 0.38)
@@ -15,6 +16,9 @@ DEFAULT_RHOS = (0.95, 0.9, 0.8)
 DEFAULT_IMAGES = 512
 DEFAULT_DRAWS = 3
 BUILTIN_DATA = ("auto", "natural", "digits")
+#: Where the pixel noise goes: on the model's input after resize and crop, or on the image at its own
+#: resolution before them (see :mod:`noiselint.verify.data`).
+NOISE_AT = ("input", "sensor")
 INSTALL_HINT = "pip install 'noiselint[verify]'"
 
 
@@ -27,7 +31,9 @@ class VerifyOptions:
     """Options of one verify run; :meth:`validate` checks them without importing torch.
 
     ``data`` is an image folder or one of :data:`BUILTIN_DATA`; ``images`` caps the number of images
-    (a seeded sample when the data set is larger); ``batch_size`` None means automatic.
+    (a seeded sample when the data set is larger); ``batch_size`` None means automatic; ``adapt`` is
+    the number of distillation steps of each adapted what-if (0: none, see :mod:`noiselint.verify.adapt`);
+    ``noise_at`` one of :data:`NOISE_AT`.
     """
 
     weights: str | None = None
@@ -42,6 +48,9 @@ class VerifyOptions:
     batch_size: int | None = None
     gain_images: int = 8
     progress: bool = False
+    adapt: int = 0
+    noise_at: str = "input"
+    max_memory: int = DEFAULT_MAX_MEMORY  # bytes; a run uses the lint's budget (Options.max_memory)
 
     def validate(self) -> None:
         """Raise :class:`VerifyError` on the first bad option."""
@@ -53,6 +62,10 @@ class VerifyOptions:
             raise VerifyError(f"rho values must lie in (0, 1), got {self.rhos}")
         if self.images < 1 or self.draws < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise VerifyError("--images, --draws and the batch size must be positive")
+        if self.adapt < 0:
+            raise VerifyError(f"--adapt must be a number of steps >= 0, got {self.adapt}")
+        if self.noise_at not in NOISE_AT:
+            raise VerifyError(f"--noise-at must be one of {', '.join(NOISE_AT)}, got {self.noise_at!r}")
         if self.device not in ("auto", "cuda", "cpu"):
             raise VerifyError(f"--device must be auto, cuda or cpu, got {self.device!r}")
         if self.weights is not None and not Path(self.weights).is_file():

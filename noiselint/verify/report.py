@@ -14,6 +14,22 @@ NOISE_MODEL = (
     "Gaussian noise N(0, sigma^2) added in memory (not through a saved JPEG) to [0, 1] pixels after "
     "resize and centre crop, before normalization, then clipped to [0, 1]"
 )
+SENSOR_NOISE_MODEL = (
+    "Gaussian noise N(0, sigma^2) added in memory (not through a saved JPEG) to each image's [0, 1] "
+    "pixels at its own resolution, clipped to [0, 1], then resized and centre-cropped to the model "
+    "input and normalized"
+)
+#: The noise model of each ``--noise-at`` protocol.
+NOISE_MODELS = {"input": NOISE_MODEL, "sensor": SENSOR_NOISE_MODEL}
+ROBUSTNESS_DEFINITION = (
+    "robustness: mean over sigmas of noisy accuracy / clean accuracy (labelled data) or of top-1 "
+    "agreement with the model's own clean top-1 (label-free)"
+)
+ADAPT_DEFINITION = (
+    "adapted: the what-if's change, then only the stem and the changed layers trained to reproduce the "
+    "original model's logits (mean squared error) on clean augmented images, no labels; clean "
+    "agreement = its clean top-1 equal to the original's"
+)
 GAIN_DEFINITION = (
     "output noise variance / input noise variance at the node, per unit of its response to a uniform "
     "(DC) step, so a pooling window or box filter compares with 1/n and a learned conv with the box "
@@ -67,6 +83,14 @@ class Sweep:
         """Accuracy when labelled, else agreement, at each sigma."""
         return [p.accuracy if p.accuracy is not None else p.agreement for p in self.points]
 
+    @property
+    def robustness(self) -> float:
+        """Mean over sigmas of accuracy / clean accuracy when labelled, else of agreement
+        (see :data:`ROBUSTNESS_DEFINITION`)."""
+        values = self.curve()
+        scale = self.clean_accuracy if self.points and self.points[0].accuracy is not None else 1.0
+        return sum(values) / len(values) / scale if values and scale else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "clean_accuracy": self.clean_accuracy,
@@ -76,6 +100,7 @@ class Sweep:
             "forwards": self.forwards,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 2),
+            "robustness": self.robustness,
         }
 
 
@@ -118,6 +143,31 @@ class NodeGain:
 
 
 @dataclass(frozen=True)
+class Adapted:
+    """A what-if's change after ``steps`` distillation steps (see :data:`ADAPT_DEFINITION`).
+
+    ``vs_original`` and ``vs_training_free``: its robustness minus that of the original model and of
+    the training-free patch."""
+
+    steps: int
+    trained: tuple[str, ...]
+    parameters: int
+    first_loss: float
+    last_loss: float
+    clean_agreement: float
+    sweep: Sweep
+    vs_original: float
+    vs_training_free: float
+    seconds: float
+    probe: tuple[tuple[float, float], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in vars(self).items() if k not in ("sweep", "probe")}
+        return {**data, "trained": list(self.trained), "seconds": round(self.seconds, 3),
+                **self.sweep.to_dict(), "probe": _probe(self.probe)}
+
+
+@dataclass(frozen=True)
 class WhatIf:
     """A training-free counterfactual applied to a copy of the model, and what it changed.
 
@@ -139,12 +189,14 @@ class WhatIf:
     low_pass: NodeGain | None
     sweep: Sweep
     probe: tuple[tuple[float, float], ...] = ()
+    adapted: Adapted | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in vars(self).items() if k not in ("sweep", "low_pass", "probe")}
+        data = {k: v for k, v in vars(self).items() if k not in ("sweep", "low_pass", "probe", "adapted")}
         low_pass = self.low_pass.to_dict() if self.low_pass is not None else None
+        adapted = self.adapted.to_dict() if self.adapted is not None else None
         return {**data, "findings": list(self.findings), "low_pass": low_pass, **self.sweep.to_dict(),
-                "probe": _probe(self.probe)}
+                "probe": _probe(self.probe), "adapted": adapted}
 
 
 @dataclass(frozen=True)
@@ -167,6 +219,7 @@ class Verification:
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
     probe: tuple[tuple[float, float], ...] = ()  # (sigma, noise-to-signal), see noiselint.verify.probe
+    noise_at: str = "input"  # the --noise-at protocol, a key of NOISE_MODELS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,7 +228,8 @@ class Verification:
             "weights": self.weights,
             "data": {"source": self.data, "images": self.images, "labelled": self.labelled},
             "noise": {
-                "model": NOISE_MODEL,
+                "protocol": self.noise_at,
+                "model": NOISE_MODELS[self.noise_at],
                 "sigmas": list(self.sigmas),
                 "draws": self.draws,
                 "seed": self.seed,
@@ -186,7 +240,9 @@ class Verification:
             **self.sweep.to_dict(),
             "gain_definition": GAIN_DEFINITION,
             "nodes": [g.to_dict() for g in self.gains],
+            "robustness_definition": ROBUSTNESS_DEFINITION,
             "what_if_caveat": WHAT_IF_CAVEAT,
+            "adapt_definition": ADAPT_DEFINITION,
             "what_ifs": [w.to_dict() for w in self.what_ifs],
             "notes": list(self.notes),
             "seconds": round(self.seconds, 3),

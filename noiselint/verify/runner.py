@@ -14,12 +14,13 @@ import torch
 from noiselint.errors import NoiselintError, one_line
 from noiselint.findings import Basis, Finding, ModelReport, Report
 from noiselint.graph import DEFAULT_INPUT_SIZE, ModelGraph
+from noiselint.verify import adapt
 from noiselint.verify import gains as gain_probes
 from noiselint.verify.data import ImageSet, library_transform, load_images
 from noiselint.verify.execute import OnnxExecutor, TorchExecutor, pick_device
 from noiselint.verify.metrics import SweepAccumulator
 from noiselint.verify.noise import PIXEL_STREAM, RHO_STREAM, InputBuilder, standard_normal
-from noiselint.verify.options import VerifyError, VerifyOptions
+from noiselint.verify.options import VerifyOptions
 from noiselint.verify.probe import PROBE_IMAGES, noise_to_signal
 from noiselint.verify.report import NodeGain, Sweep, Verification, WhatIf
 from noiselint.verify.weights import load_again, materialize
@@ -29,34 +30,51 @@ Warn = Callable[[str], None]
 
 
 def verify_report(report: Report, options: VerifyOptions, warn: Warn = lambda message: None) -> Report:
-    """The report with every model that linted cleanly verified (see :mod:`noiselint.verify`)."""
+    """The report with every model that linted cleanly verified in this process (see
+    :mod:`noiselint.verify`); a model whose verification fails gets that failure as its error."""
+    device = prepare(options, any(m.ok for m in report.models), warn)
+    models = tuple(verify_or_error(m, options, device) if m.ok else m for m in report.models)
+    plot_all(models, options)
+    return replace(report, models=models)
+
+
+def prepare(options: VerifyOptions, any_model: bool, warn: Warn) -> torch.device:
+    """Check the options and pick the device once for the run (warning when it is the CPU)."""
     options.validate()
     device = pick_device(options.device)
-    if device.type == "cpu" and any(m.ok for m in report.models):
+    if device.type == "cpu" and any_model:
         warn(
             "--verify runs on the CPU (no CUDA device): expect minutes for large models; "
             "--images and --draws trade precision for time"
         )
-    models = tuple(_verify_or_fail(m, options, device) if m.ok else m for m in report.models)
-    report = replace(report, models=models)
+    return device
+
+
+def plot_all(models, options: VerifyOptions) -> None:
+    """``--plot``: the curves of every verified model."""
     if options.plot:
         from noiselint.verify.plot import plot
 
         plot([m.verification for m in models if m.verification is not None], options.plot)
-    return report
 
 
-def _verify_or_fail(model: ModelReport, options: VerifyOptions, device: torch.device) -> ModelReport:
-    """:func:`verify_model`, with a failure of the model itself turned into a one-line error."""
+def verify_or_error(
+    model: ModelReport, options: VerifyOptions, device: torch.device, *, in_worker: bool = False
+) -> ModelReport:
+    """:func:`verify_model`, with any failure (bad ``--weights`` for this model, the model's own code
+    raising, ``BaseException`` included) as the model's one-line error; in this process (``in_worker``
+    false) a ``KeyboardInterrupt`` still stops the run."""
     from noiselint.engine import stdout_to_stderr
 
     try:
         with stdout_to_stderr():  # the model's own prints never reach the report on stdout
             return verify_model(model, options, device)
-    except NoiselintError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - user models may fail in any way on real inputs
-        raise VerifyError(f"{model.model}: --verify failed: {one_line(exc)}") from None
+    except NoiselintError as exc:
+        return replace(model, load_error=f"{model.model}: --verify: {exc}")
+    except BaseException as exc:  # noqa: BLE001 - user models may fail in any way on real inputs
+        if isinstance(exc, KeyboardInterrupt) and not in_worker:
+            raise
+        return replace(model, load_error=f"{model.model}: --verify failed: {one_line(exc)}")
 
 
 def verify_model(
@@ -67,7 +85,7 @@ def verify_model(
     ``graph`` is the lint's graph when the caller kept it; otherwise the model built here is traced
     once (one load, one trace: never a second load on the meta device)."""
     started = time.perf_counter()
-    built = materialize(model, options.weights)
+    built = materialize(model, options.weights, options.max_memory)
     graph = graph if graph is not None else _graph(model, built.module)
     preprocessing = model.preprocessing or graph.preprocessing
     notes = list(built.notes)
@@ -77,8 +95,12 @@ def verify_model(
         notes.append("input size unknown: images are fed at 3x224x224 (pass --input-size)")
         preprocessing = replace(preprocessing, input_size=DEFAULT_INPUT_SIZE)
     images = load_images(
-        options.data, preprocessing, options.images, options.seed, library_transform(built.module)
+        options.data, preprocessing, options.images, options.seed, library_transform(built.module),
+        sensor=options.noise_at == "sensor",
     )
+    if images.sensor is not None:
+        notes.append("--noise-at sensor: the curves' noise is at each image's own resolution; node gains "
+                     "and the noise-to-signal probe keep the input protocol")
     channels = images.images.shape[1]
     if built.module is not None:
         executor = TorchExecutor(built.module, device, preprocessing, channels, options.batch_size)
@@ -116,6 +138,7 @@ def verify_model(
         notes=tuple(notes),
         seconds=time.perf_counter() - started,
         probe=probe,
+        noise_at=options.noise_at,
     )
     return replace(model, findings=findings, verification=verification)
 
@@ -163,6 +186,10 @@ def sweep(executor, images: ImageSet, options: VerifyOptions, rhos: tuple[float,
         )
         clean = executor.normalize(x, out=blocks[0])
         for draw in range(draws):
+            if images.sensor is not None:  # --noise-at sensor: noise before the resize and crop
+                pixels = images.sensor_noisy(indices, sigmas, draw, options.seed).to(device)
+                executor.normalize(pixels, out=blocks[1 + draw])
+                continue
             z = standard_normal(
                 shape, indices, seed=options.seed, stream=PIXEL_STREAM, draw=draw, device=device
             )
@@ -274,6 +301,11 @@ def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport
             run = sweep(executor, images, options, (), progress)
             probe = noise_to_signal(executor, images.images[:PROBE_IMAGES], options.seed)
         kept = (run.accumulator.top1 == base.accumulator.top1).float().mean().item()
+        trained = (
+            adapt.measure(module, graph, variant, executor, images, options, base, run, progress)
+            if options.adapt and len(variant) == 1  # one patch at a time: each costs a training
+            else None
+        )
         single = variant[0] if len(variant) == 1 else None
         what_ifs.append(
             WhatIf(
@@ -289,6 +321,7 @@ def _measure(module, graph, executor, images, base: SweepRun, model: ModelReport
                 low_pass=low_pass,
                 sweep=run.result,
                 probe=probe,
+                adapted=trained,
             )
         )
         if single and ratios[1] is not None:

@@ -4,12 +4,16 @@ Linting never leaves the meta device; only verify builds real tensors. A Python 
 whatever weights it loads itself; timm and torchvision targets are built with random weights
 (noiselint never downloads any), so their verification says so. ``--weights`` takes a state_dict
 saved with ``torch.save`` (read with ``weights_only=True``: no code is unpickled) or a
-``.safetensors`` file; keys must match the model exactly.
+``.safetensors`` file; keys must match the model exactly. The keys and shapes are read first, without
+the tensor data (a zip checkpoint's records are never inflated for a file that does not match), and
+what the file would take in memory is checked against the budget (``--max-memory``) before reading.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +21,7 @@ from typing import Any
 from noiselint.errors import one_line
 from noiselint.findings import ModelReport
 from noiselint.loaders import LoadedModel, kind_of, load, split_python_target
+from noiselint.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, shown
 from noiselint.verify.options import VerifyError
 
 #: Wrapper keys under which training scripts often nest the state_dict.
@@ -43,8 +48,9 @@ def load_again(report: ModelReport, device: str) -> LoadedModel:
     )
 
 
-def materialize(report: ModelReport, weights: str | None) -> Materialized:
-    """Build the model of a lint report on the CPU with its real weights."""
+def materialize(report: ModelReport, weights: str | None, max_memory: int = DEFAULT_MAX_MEMORY) -> Materialized:
+    """Build the model of a lint report on the CPU with its real weights (``weights`` read within
+    ``max_memory`` bytes)."""
     model = report.model
     kind = kind_of(report.target)
     if kind == "onnx":
@@ -56,7 +62,7 @@ def materialize(report: ModelReport, weights: str | None) -> Materialized:
     loaded = load_again(report, "cpu")
     module = loaded.module.eval()
     if weights is not None:
-        apply_weights(module, weights, model)
+        apply_weights(module, weights, model, max_memory)
         return Materialized(module=module, weights=f"--weights {weights}")
     if loaded.weights:  # a Hugging Face folder's own safetensors
         return Materialized(module=module, weights=loaded.weights)
@@ -71,21 +77,35 @@ def materialize(report: ModelReport, weights: str | None) -> Materialized:
         "initialized, and these figures say nothing about a trained model"))
 
 
-def read_state_dict(path: str) -> dict[str, Any]:
-    """The tensors of a state_dict file (torch.save, weights_only) or a .safetensors file."""
+def read_state_dict(path: str, max_memory: int = DEFAULT_MAX_MEMORY, *, data: bool = True) -> dict[str, Any]:
+    """The tensors of a state_dict file (torch.save, weights_only) or a .safetensors file; with
+    ``data`` false, meta tensors (keys, shapes, dtypes) read without the tensor data. Either way the
+    data the file declares must fit in ``max_memory`` bytes."""
     import torch
 
     if path.endswith(".safetensors"):
+        _check_budget(path, os.path.getsize(path), "the file takes", max_memory)
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         try:
-            return load_file(path, device="cpu")
+            if data:
+                return load_file(path, device="cpu")
+            with safe_open(path, framework="pt") as stream:
+                return {k: torch.empty(stream.get_slice(k).get_shape(), device="meta") for k in stream.keys()}
         except Exception as exc:  # noqa: BLE001 - safetensors raises several kinds for bad files
             raise VerifyError(
                 f"--weights {path}: not a readable safetensors file ({one_line(exc)})"
             ) from None
+    if zipfile.is_zipfile(path):  # torch.save's format: each record is inflated whole when read
+        with zipfile.ZipFile(path) as archive:
+            _check_budget(path, sum(i.file_size for i in archive.infolist()), "its zip records inflate to", max_memory)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if data:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            with torch.serialization.skip_data():
+                state = torch.load(path, map_location="meta", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # garbage, not a pickled object
             raise VerifyError(
@@ -99,7 +119,17 @@ def read_state_dict(path: str) -> dict[str, Any]:
         raise VerifyError(
             f"--weights {path}: cannot be read as a torch checkpoint ({one_line(exc)})"
         ) from None
-    return _unwrap(state, path)
+    state = _unwrap(state, path)
+    if not data:
+        _check_budget(path, sum(t.numel() * t.element_size() for t in state.values()), "its tensors take",
+                      max_memory)
+    return state
+
+
+def _check_budget(path: str, size: int, what: str, max_memory: int) -> None:
+    if size > max_memory:
+        raise MemoryBudgetError(f"--weights {path}: {what} {shown(size)}, over the memory budget of "
+                                f"{shown(max_memory)} (--max-memory)")
 
 
 def _unwrap(state: Any, path: str) -> dict[str, Any]:
@@ -124,13 +154,14 @@ def _tensors_only(mapping: Mapping) -> bool:
     return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in mapping.items())
 
 
-def apply_weights(module: Any, path: str, model: str) -> None:
-    """Load the state_dict at ``path`` into ``module``; any missing, extra or misshapen key is an error."""
-    state = read_state_dict(path)
+def apply_weights(module: Any, path: str, model: str, max_memory: int = DEFAULT_MAX_MEMORY) -> None:
+    """Load the state_dict at ``path`` into ``module``; any missing, extra or misshapen key is an error,
+    found before any tensor data is read."""
+    declared = read_state_dict(path, max_memory, data=False)
     own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    misshapen = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in declared]
+    unexpected = [k for k in declared if k not in own]
+    misshapen = [k for k in declared if k in own and tuple(declared[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or misshapen:
         parts = [
             f"{len(names)} {label} ({_first(names)})"
@@ -142,7 +173,7 @@ def apply_weights(module: Any, path: str, model: str) -> None:
             if names
         ]
         raise VerifyError(f"--weights {path} does not match {model}: keys " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(read_state_dict(path, max_memory), strict=True)
 
 
 def _first(names: list[str], count: int = 3) -> str:
