@@ -22,7 +22,7 @@ def main() -> int:
     args = parser.parse_args()
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "noiselint", args.model, "--format", "concise"],
+        [sys.executable, "-m", "noiselint", args.model, "--format", "concise", "--in-process"],  # one process
         capture_output=True, text=True,
     )
     elapsed = time.perf_counter() - start

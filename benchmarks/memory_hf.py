@@ -36,7 +36,8 @@ def main() -> int:
             parameters = sum(p.numel() for p in Dinov2Model(config).parameters())
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "noiselint", folder, "--format", "json", "--no-cache",
-                                 "--isolated"], capture_output=True, text=True)
+                                 "--isolated", "--in-process"],  # one process: ru_maxrss sees all of it
+                                capture_output=True, text=True)
         elapsed = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     print(f"model: DINOv2-giant config ({parameters / 1e9:.2f} B parameters, {parameters * 4 / 1e9:.1f} GB as float32)")

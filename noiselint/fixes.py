@@ -167,10 +167,12 @@ _CONV_ARGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding",
               "padding_mode")
 
 
-def max_to_average_pooling(context: FixContext) -> str:
+def max_to_average_pooling(context: FixContext, *, antialiased: bool = False) -> str:
     """``nn.MaxPool2d(k, s, p)`` -> ``nn.AvgPool2d(k, s, p)`` (and ``F.max_pool2d`` -> ``F.avg_pool2d``).
 
     Max pooling pads with -inf, so a padded average excludes the padding (``count_include_pad=False``).
+    ``antialiased``: ``nn.MaxPool2d(k, s, p)`` -> ``nn.Sequential(nn.MaxPool2d(k, 1, p), BlurPool2d(stride=s))``
+    (timm's blur pool, Zhang 2019), which keeps max pooling's selectivity and is shift-invariant.
     """
     for call in context.calls():
         name = context.callee(call).rsplit(".", 1)[-1]
@@ -179,10 +181,12 @@ def max_to_average_pooling(context: FixContext) -> str:
         if not module and not functional:
             continue
         names = _POOL_ARGS if module else _FUNCTIONAL_POOL_ARGS
-        if _literal_not(context, call, names, "dilation", 1):
-            raise FixRefused("dilated max pooling has no average-pooling equivalent: fix it by hand")
         if context.value(context.argument(call, names.index("return_indices"), "return_indices"), False):
             raise FixRefused("the pooling returns indices (for unpooling): fix it by hand")
+        if antialiased:
+            return _blur_pooled(context, call, name)
+        if _literal_not(context, call, names, "dilation", 1):
+            raise FixRefused("dilated max pooling has no average-pooling equivalent: fix it by hand")
         padded = _literal_not(context, call, names, "padding", 0)
         replacement = context.with_arguments(
             call, (*names, "count_include_pad"), {"count_include_pad": False} if padded else {},
@@ -192,6 +196,26 @@ def max_to_average_pooling(context: FixContext) -> str:
         context.replace(call, replacement.with_changes(func=context.renamed(call, new_name, torch_module=source)))
         return f"{name} -> {new_name}"
     return ""
+
+
+def _blur_pooled(context: FixContext, call: Any, name: str) -> str:
+    """``nn.MaxPool2d(k, s, p)`` -> ``nn.Sequential(nn.MaxPool2d(k, 1, p), BlurPool2d(stride=s))``."""
+    import libcst as cst
+
+    if name != "MaxPool2d":
+        raise FixRefused(f"the anti-aliased fix is for nn.MaxPool2d modules, not {name}: set NL301's "
+                         "fix_style = \"average\" or fix it by hand")
+    stride_arg = context.argument(call, 1, "stride") or context.argument(call, 0, "kernel_size")
+    stride = context.module.code_for_node(stride_arg.value)
+    if context.value(stride_arg, None) in (1, (1, 1), [1, 1]):
+        raise FixRefused("the pooling has stride 1: there is no subsampling to anti-alias")
+    dense = context.with_arguments(call, _POOL_ARGS, {"stride": 1})
+    blur = cst.Call(func=cst.Name("BlurPool2d"), args=[
+        cst.Arg(cst.parse_expression(stride), keyword=cst.Name("stride"), equal=_equal())])
+    context.add_import("timm.layers", "BlurPool2d")
+    sequential = cst.Call(func=context.sibling(call, "Sequential"), args=[cst.Arg(dense), cst.Arg(blur)])
+    context.replace(call, _wrapped(context, call, sequential))
+    return f"stride `{stride}` moved to a BlurPool2d after a stride-1 MaxPool2d (anti-aliased max pooling)"
 
 
 def global_max_to_average(context: FixContext) -> str:

@@ -498,7 +498,9 @@ def _hooks_graph(model, input_size, sites, max_memory=DEFAULT_MAX_MEMORY):
     budget = _Budget(max_memory, "x".join(map(str, input_size)))
     budget.take(sum(t.numel() * t.element_size() for t in tensors) + 4 * math.prod(input_size), "its weights and input")
     cpu_model = _materialize(model)
-    graph = _eager_graph(cpu_model, torch.randn(1, *input_size), sites, originals=dict(
+    x = torch.randn(1, *input_size)
+    budget.held.update(_storage(t) for t in [*cpu_model.parameters(), *cpu_model.buffers(), x])
+    graph = _eager_graph(cpu_model, x, sites, originals=dict(
         zip((id(m) for m in cpu_model.modules()), model.modules(), strict=True)), budget=budget)
     note = (f"the forward depends on tensor values ({meta_error}); ran it once on CPU with random "
             f"weights (peak about {shown(budget.used)}): branches not taken are missing "
@@ -508,10 +510,12 @@ def _hooks_graph(model, input_size, sites, max_memory=DEFAULT_MAX_MEMORY):
 
 class _Budget:
     """This process's memory while the hooks level's CPU forward runs: what it held before, plus the
-    weights, input and kept activations; an allocation past ``limit`` (``--max-memory``) is refused."""
+    weights, input and kept activations; an operation that could pass ``limit`` (``--max-memory``) is
+    refused before it runs."""
 
     def __init__(self, limit: int, size: str) -> None:
         self.limit, self.size, self.used = limit, size, resident_bytes()
+        self.held: set[int] = set()  # the storages counted in ``used``
 
     def take(self, size: int, what: str) -> None:
         if self.used + size > self.limit:
@@ -520,8 +524,16 @@ class _Budget:
                 f"{shown(self.limit)} (--max-memory) at {what} ({shown(self.used)} held, {shown(size)} more)")
         self.used += size
 
+    def keep(self, tensor: torch.Tensor, what: str) -> None:
+        """Count ``tensor``'s storage, kept alive until the forward ends, unless it is counted already."""
+        with torch._C.DisableTorchFunction():  # not an operation of the model
+            if _storage(tensor) not in self.held:
+                self.take(tensor.untyped_storage().nbytes(), what)
+                self.held.add(_storage(tensor))
+
     def check(self, func, args, kwargs) -> None:
-        """Refuse ``func`` before it runs when its output (computed on meta copies) would not fit."""
+        """Refuse ``func`` before it runs when, at its peak, its inputs not counted yet (intermediates of
+        a leaf module), its output (sized on meta copies) and its workspace would not fit."""
         def meta(value):
             return value.to("meta") if isinstance(value, torch.Tensor) and value.device.type != "meta" else value
 
@@ -530,9 +542,35 @@ class _Budget:
                 output = func(*tree_map(meta, args), **tree_map(meta, kwargs))
         except Exception:  # noqa: BLE001 - a value-dependent op: its output is small or unknowable
             return
+        inputs = {_storage(t): t.untyped_storage().nbytes() for t in _tensors((args, kwargs))
+                  if t.device.type != "meta" and _storage(t) not in self.held}
         size = sum(t.numel() * t.element_size() for t in _tensors(output))
-        if self.used + 2 * size > self.limit:  # room for a workspace as large as the output (im2col, reorders)
-            self.take(2 * size, getattr(func, "__name__", "an operation"))
+        peak = sum(inputs.values()) + size + max(size, _conv_workspace(func, args, kwargs, output))
+        if self.used + peak > self.limit:
+            self.take(peak, getattr(func, "__name__", "an operation"))
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
+
+
+def _conv_workspace(func, args, kwargs, output) -> int:
+    """The im2col (col2im for transposed) buffer of CPU convolution's fallback kernel: input channels per
+    group x kernel x output (input) pixels; reorders of the other kernels need about one output, counted
+    by the caller. 0 for other operations and 1x1 kernels."""
+    name = getattr(func, "__name__", "")
+    weight = args[1] if len(args) > 1 else kwargs.get("weight")
+    if not name.startswith(("conv", "_convolution")) or not isinstance(weight, torch.Tensor) or weight.dim() < 3:
+        return 0
+    kernel = math.prod(weight.shape[2:])
+    if kernel == 1 or not isinstance(output, torch.Tensor) or output.dim() != weight.dim():
+        return 0
+    if "transpose" in name:
+        x = args[0] if args else kwargs.get("input")
+        pixels = math.prod(x.shape[2:]) * x.shape[0] if isinstance(x, torch.Tensor) and x.dim() == weight.dim() else 0
+    else:
+        pixels = math.prod(output.shape[2:]) * output.shape[0]
+    return weight.shape[1] * kernel * pixels * output.element_size()
 
 
 def _materialize(model: nn.Module) -> nn.Module:
@@ -576,8 +614,8 @@ class _Recorder(torch.overrides.TorchFunctionMode):
         for tensor in _tensors(output):
             self.producers[id(tensor)] = node_id
             self.keep.append(tensor)
-            if self.budget is not None and tensor._base is None:  # kept alive until the forward ends
-                self.budget.take(tensor.numel() * tensor.element_size(), node_id)
+            if self.budget is not None:
+                self.budget.keep(tensor, node_id)
         self.last = node_id
 
     def __torch_function__(self, func, types, args=(), kwargs=None):

@@ -33,6 +33,16 @@ class MaxPooling(Rule):
     self.pool = nn.AvgPool2d(kernel_size=3, stride=2, padding=1)
     ```
 
+    Or, where max pooling's selectivity and shift invariance are wanted, anti-aliased max pooling
+    (Zhang, "Making Convolutional Networks Shift-Invariant Again", 2019), which this rule accepts:
+    ```python
+    self.pool = nn.Sequential(nn.MaxPool2d(3, 1, 1), timm.layers.BlurPool2d(stride=2))
+    ```
+
+    ## Options
+    - ``fix_style`` (``"average"``): what ``--fix`` writes: ``"average"`` (``nn.AvgPool2d``) or
+      ``"antialiased"`` (the stride-1 max pool and timm's ``BlurPool2d`` above).
+
     ## Known problems
     On trained twins (``benchmarks/twins``) the swap helped on every seed of both tasks, but the
     measured noise reduction at the pool was several times smaller than the noise-only figure: the
@@ -55,6 +65,23 @@ class MaxPooling(Rule):
                     super().__init__()
                     self.conv = nn.Conv2d(3, 8, 7, stride=2, padding=3)
                     self.pool = nn.AvgPool2d(3, stride=2, padding=1)
+
+                def forward(self, x):
+                    return self.pool(self.conv(x))
+
+            model = Net()
+            """
+        ),
+        Example(
+            """
+            import torch.nn as nn
+            from timm.layers import BlurPool2d
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 8, 7, stride=2, padding=3)
+                    self.pool = nn.Sequential(nn.MaxPool2d(3, 1, 1), BlurPool2d(stride=2))
 
                 def forward(self, x):
                     return self.pool(self.conv(x))
@@ -98,17 +125,27 @@ class MaxPooling(Rule):
         ),
     )
 
+    options = {"fix_style": "average"}
     fix_summary = ("`nn.MaxPool2d(k, s, p)` -> `nn.AvgPool2d(k, s, p)` (padding excluded from the average), "
-                   "`F.max_pool2d` -> `F.avg_pool2d`")
+                   "`F.max_pool2d` -> `F.avg_pool2d`; with `fix_style = \"antialiased\"`, "
+                   "`nn.Sequential(nn.MaxPool2d(k, 1, p), BlurPool2d(stride=s))` with timm's `BlurPool2d`")
+
+    @classmethod
+    def option_problem(cls, name, value):
+        if name == "fix_style" and value not in ("average", "antialiased"):
+            return 'must be "average" or "antialiased"'
+        return super().option_problem(name, value)
 
     def fix(self, context):
-        return fixes.max_to_average_pooling(context)
+        return fixes.max_to_average_pooling(context, antialiased=self.config["fix_style"] == "antialiased")
 
     def check(self, graph: ModelGraph):
         for node_id, data in graph.nodes(Op.MAX_POOL):
             window = data["attrs"].get("window")
             if not window or all(w == 1 for w in window):
                 continue
+            if all(s == 1 for s in data["attrs"].get("stride", ())) and _feeds(graph, node_id, Op.BLUR):
+                continue  # anti-aliased max pooling (MaxBlurPool): the blur takes the stride
             where = "stem" if data["stem"] else "in-stage"
             size = "x".join(str(w) for w in window)
             yield self.finding(

@@ -120,6 +120,9 @@ def test_a_symlink_loop_as_target_is_a_load_error(folder):
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     models = json.loads(result.stdout)["models"]
     assert [m["status"] for m in models] == ["error", "error"]
+    for model in models:
+        assert model["error"].startswith(f"{model['target']}: a symlink loop (ELOOP")
+        assert "\n" not in model["error"]
 
 
 # --------------------------------------------------------------------------- baselines

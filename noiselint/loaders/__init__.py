@@ -7,6 +7,7 @@ with their construction sites recorded; ONNX files are read straight into a grap
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,8 +106,21 @@ def load(target: str, *, device: str = "meta", max_memory: int | None = None) ->
 
     path, name = split_python_target(target)
     if not Path(path).exists():
-        raise LoadError(f"{path}: no such file")
+        raise missing(path)
     return load_python_file(path, name, device=device)
+
+
+def missing(path: str) -> LoadError:
+    """The one-line error for a path that does not exist: a symlink loop (ELOOP) or no such file."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return LoadError(f"{path}: a symlink loop (ELOOP: too many levels of symbolic links); "
+                             "point the link at a real file")
+        if exc.errno != errno.ENOENT:
+            return LoadError(f"{path}: cannot read it ({exc.strerror})")
+    return LoadError(f"{path}: no such file")
 
 
 def expand(target: str) -> list[str]:

@@ -36,6 +36,7 @@ import numpy as np
 from noiselint import memory
 from noiselint.errors import LoadError, one_line
 from noiselint.graph import ModelGraph, Op, Preprocessing, SourceLocation, add_node
+from noiselint.loaders import missing
 
 _ACTIVATIONS = (
     "Relu Sigmoid Gelu Tanh LeakyRelu PRelu Elu Selu Celu Clip HardSwish HardSigmoid Softmax LogSoftmax "
@@ -74,6 +75,9 @@ _ROLES = {
 _WEIGHTED = (Op.CONV, Op.LINEAR, Op.NORM)
 _AFFINE_OPS = ("Add", "Sub", "Mul", "Div")
 _MAX_CONSTANT_SIZE = 4096
+#: Peak memory of the checker and of shape inference over the file's size (protobuf parses it whole): 2
+#: measured on a 300 MB file, plus the parsed model kept while the other runs.
+_PARSE_FACTOR = 3
 
 
 def load_onnx(path: str | os.PathLike, name: str | None = None, max_memory: int | None = None) -> ModelGraph:
@@ -83,13 +87,19 @@ def load_onnx(path: str | os.PathLike, name: str | None = None, max_memory: int 
     shown = str(path)
     try:
         if not os.path.exists(path):
-            raise LoadError(f"{shown}: no such file")
+            raise missing(shown)
         if not os.path.isfile(path):
             raise LoadError(f"{shown}: not a file")
-        if os.path.getsize(path) == 0:
+        size = os.path.getsize(path)
+        if size == 0:
             raise LoadError(f"{shown}: empty file, not an ONNX model")
-        model, notes = _read_model(os.fspath(path))
         budget = memory.DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+        if memory.resident_bytes() + _PARSE_FACTOR * size > budget:
+            raise LoadError(
+                f"{shown}: reading this {memory.shown(size)} file (its weights are inside it) takes about "
+                f"{memory.shown(_PARSE_FACTOR * size)}, over the memory budget of {memory.shown(budget)} "
+                "(--max-memory); raise --max-memory or save the weights as external data")
+        model, notes = _read_model(os.fspath(path))
         return _Builder(model, shown, notes, budget).build(name or Path(shown).stem)
     except LoadError:
         raise
