@@ -7,6 +7,7 @@ and the last line of the report:
 - a model whose forward branches on tensor values (the hooks level's CPU forward) at
   ``--input-size`` 3x3000x3000 and 3x8000x8000;
 - ONNX files whose stem conv weight is 300 MB and 2 GB of (sparse) external data, read by NL601;
+- an ONNX file with a 1.9 GB stem conv weight inside it (protobuf parses the whole file);
 - a 0.8 MB deflate-bomb checkpoint (a zip record inflating to 800 MiB) given to ``--verify --weights``.
 
 ``--noiselint DIR`` runs another checkout (e.g. the tree before the budget) for a before/after.
@@ -94,6 +95,24 @@ def write_sparse_onnx(folder: Path, megabytes: int) -> Path:
     return path
 
 
+def write_inside_onnx(folder: Path, megabytes: int) -> Path:
+    """A Conv stem whose weight (N, 3, 7, 7) float32 is ``megabytes`` of zeros inside the ONNX file."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    channels = megabytes * 10**6 // (4 * 3 * 7 * 7)
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[channels, 3, 7, 7],
+                         raw_data=bytes(channels * 147 * 4))
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3]),
+         helper.make_node("GlobalAveragePool", ["y"], ["z"])],
+        "inside", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, channels, 1, 1])], [weight])
+    path = folder / f"inside{megabytes}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
 def write_bomb(path: Path, mebibytes: int, key: str = "weight") -> Path:
     """A torch.save zip whose one tensor record is ``mebibytes`` MiB of zeros, deflated (~1000x)."""
     import torch
@@ -158,6 +177,7 @@ def main() -> int:
             ("hooks CPU forward, 3x8000x8000", [str(branchy), "--input-size", "3x8000x8000"]),
             ("ONNX, 300 MB external stem weight", [str(write_sparse_onnx(folder, 300))]),
             ("ONNX, 2 GB external stem weight", [str(write_sparse_onnx(folder, 2000))]),
+            ("ONNX, 1.9 GB stem weight inside the file", [str(write_inside_onnx(folder, 1900))]),
             (f"deflate bomb --weights ({os.path.getsize(bomb) / 1e6:.1f} MB -> 800 MiB)",
              [str(folder / "small.py"), "--verify", "--weights", str(bomb), "--images", "2", "--draws", "1",
               "--sigmas", "0.1", "--device", "cpu"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
 
 import click
@@ -23,12 +24,31 @@ FORMATS = tuple(REPORTERS)
 
 class _DefaultCommandGroup(click.Group):
     """A group whose first argument, when it is not a subcommand, goes to ``check`` (no arguments too:
-    the configured models)."""
+    the configured models); click's usage errors, its own and its commands', are one line and exit 2."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
             args = ["check", *args]
         return super().parse_args(ctx, args)
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context):
+        with _one_line_usage_errors():  # the command's own arguments are parsed here
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _one_line_usage_errors():
+    """``noiselint: error: <click's message> (see noiselint COMMAND --help)`` and exit 2, not click's usage
+    block (a usage line, a hint and the error on separate lines)."""
+    try:
+        yield
+    except click.UsageError as exc:
+        command = exc.ctx.command.name if exc.ctx is not None and exc.ctx.parent is not None else None
+        _fail(f"{exc.format_message().rstrip('.')} (see noiselint {command + ' ' if command else ''}--help)")
 
 
 def _floats(ctx, param, value: str | None) -> tuple[float, ...] | None:
@@ -232,7 +252,7 @@ def check(targets, output_format, output, extra_reports, select, extend_select, 
         report = api.check(run.targets, run.options, settings, verify=verify_options,
                            baseline=None if write_baseline else run.baseline,
                            on_report=live.model if live else None,
-                           warn=lambda m: click.echo(f"noiselint: warning: {m}", err=True))
+                           warn=_warn)
         if write_baseline:
             count = baseline.write(report, write_baseline)
             click.echo(f"noiselint: recorded {count} finding(s) in {write_baseline}", err=True)
@@ -327,6 +347,12 @@ def explain(code, rules_dir) -> None:
                                f"model is checked to build with the same output shape; {UNSAFE_NOTE}."))
     if cls.options:
         console.print("Options: " + ", ".join(f"{k} = {v!r}" for k, v in cls.options.items()))
+
+
+def _warn(message: str) -> None:
+    from noiselint.reporters.escape import plain
+
+    click.echo(f"noiselint: warning: {plain(message)}", err=True)
 
 
 def _fail(message: str) -> None:

@@ -2,9 +2,9 @@
 
 Linting builds models on the meta device, so it needs little memory; what could grow with the input
 is checked against the budget before it is allocated: the CPU forward of the value-dependent tracing
-fallback (:mod:`noiselint.tracing`), ONNX initializers read for weight rules, and the declared
-uncompressed size of a zip checkpoint given to ``--weights``. Worker processes that grow past the
-budget anyway are killed (:mod:`noiselint.batch`).
+fallback (:mod:`noiselint.tracing`), an ONNX file's size before it is parsed, ONNX initializers read
+for weight rules, and the declared uncompressed size of a zip checkpoint given to ``--weights``.
+Worker processes that grow past the budget anyway are killed (:mod:`noiselint.batch`).
 """
 
 from __future__ import annotations

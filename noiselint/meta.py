@@ -53,7 +53,8 @@ _UNARY_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous", 
                   "clamp", "abs", "exp", "detach"}
 _BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
            operator.truediv, operator.itruediv, torch.add, torch.mul, torch.sub}
-_BINARY_METHODS = {"add", "mul", "sub", "div", "add_", "mul_"}
+_BINARY_METHODS = {"add", "mul", "sub", "div", "add_", "mul_", "__add__", "__radd__", "__mul__", "__rmul__",
+                   "__sub__", "__rsub__", "__truediv__", "__rtruediv__"}
 
 
 #: In-place ops that only set values: nothing to do on a meta tensor.
@@ -354,14 +355,25 @@ def _pad_function(input, pad, mode="constant", value=None):  # noqa: A002
     return tuple(shape) if all(o > 0 for o in shape) else None
 
 
-def _pool_function(input, kernel_size, stride=None, padding=0, *rest, **options):  # noqa: A002
-    """``F.max_pool2d`` (dilation, ceil_mode, return_indices) and ``F.avg_pool2d`` (ceil_mode, ...)."""
-    if rest or set(options) - {"dilation", "ceil_mode", "return_indices", "count_include_pad"}:
-        return None  # positional extras differ between the two: leave them to torch
-    if options.get("return_indices") or input.dim() != 4:
+def _max_pool_function(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,  # noqa: A002
+                       return_indices=False):
+    """``F.max_pool2d`` by formula (``nn.MaxPool2d.forward`` passes dilation positionally)."""
+    if return_indices:
         return None
-    pool = _Layer(kernel_size=kernel_size, stride=stride or kernel_size, padding=padding,
-                  dilation=options.get("dilation", 1), ceil_mode=bool(options.get("ceil_mode", False)))
+    return _pool_shape(input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _avg_pool_function(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # noqa: A002
+                       count_include_pad=True, divisor_override=None):
+    """``F.avg_pool2d`` by formula (``nn.AvgPool2d.forward`` passes every argument positionally)."""
+    return _pool_shape(input, kernel_size, stride, padding, 1, ceil_mode)
+
+
+def _pool_shape(input, kernel_size, stride, padding, dilation, ceil_mode):  # noqa: A002
+    if input.dim() != 4:
+        return None
+    pool = _Layer(kernel_size=kernel_size, stride=stride or kernel_size, padding=padding, dilation=dilation,
+                  ceil_mode=bool(ceil_mode))
     values = (pool.kernel_size, pool.stride, pool.padding, pool.dilation)
     if not all(isinstance(v, int) or (isinstance(v, (tuple, list)) and len(v) == 2) for v in values):
         return None
@@ -386,36 +398,55 @@ class _Layer:
 
 _LAYER_FUNCTIONS = {
     F.conv1d: _conv_function, F.conv2d: _conv_function, F.conv3d: _conv_function, F.linear: _linear_function,
-    F.batch_norm: _batch_norm_function, F.pad: _pad_function, F.max_pool2d: _pool_function,
-    F.avg_pool2d: _pool_function, F.adaptive_avg_pool2d: _adaptive_function,
+    F.batch_norm: _batch_norm_function, F.pad: _pad_function, F.max_pool2d: _max_pool_function,
+    F.avg_pool2d: _avg_pool_function, F.adaptive_avg_pool2d: _adaptive_function,
     F.adaptive_max_pool2d: _adaptive_function,
 }
+
+
+_IN_PLACE_DUNDERS = {"__iadd__": "__add__", "__isub__": "__sub__", "__imul__": "__mul__",
+                     "__itruediv__": "__truediv__"}
 
 
 class FormulaMode(TorchFunctionMode):
     """Inside the block, torch functions with a shape formula return an empty meta tensor at once.
 
     For meta code that is not an fx node: a leaf layer's own ``forward`` (``Conv2dSame`` pads, then
-    convolves), and the hooks level's eager forward. In-place calls always run (callers rely on the
-    tensor they mutate), as does anything without a formula or whose inputs do not fit it.
+    convolves), and the hooks level's eager forward. Anything without a formula, or whose inputs do
+    not fit it, runs as usual, so a real shape error is still torch's.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        shape, like = formula(func, args, kwargs)
-        if shape is not None:
-            return torch.empty(shape, dtype=like.dtype, device="meta")
-        return func(*args, **kwargs)
+        result = by_formula(func, args, kwargs)
+        return func(*args, **kwargs) if result is None else result
 
 
-def formula(func: Any, args: tuple, kwargs: dict) -> tuple[Any, Any]:
-    """(shape, dtype source) of a torch function or tensor method call by formula, else (None, None)."""
+def by_formula(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The result of a torch function or tensor method call on meta tensors by formula, else None.
+
+    Out of place: an empty meta tensor of the formula's shape. In place (``x.add_(y)``, ``x += y``,
+    ``F.relu(x, inplace=True)``): ``x`` itself, when the out-of-place formula keeps its shape.
+    """
     name = getattr(func, "__name__", "")
-    if name.endswith("_") or kwargs.get("inplace") is True:
-        return None, None
-    if getattr(torch.Tensor, name, None) is func:
-        return _function_shape(name, args, kwargs, method=True)
-    return _function_shape(func, args, kwargs, method=False)
+    method = getattr(torch.Tensor, name, None) is func
+    dunder = name.startswith("__") and name.endswith("__")
+    in_place = (name.endswith("_") and not dunder) or name in _IN_PLACE_DUNDERS or kwargs.get("inplace") is True
+    if method:
+        target = _IN_PLACE_DUNDERS.get(name, name[:-1] if in_place and not dunder else name)
+        if in_place and not dunder and target.endswith("_"):
+            return None
+    else:
+        target = func
+        if in_place and name.endswith("_"):
+            return None  # torch.relu_ and the like: left to torch
+    shape, like = _function_shape(target, args, {k: v for k, v in kwargs.items() if k != "inplace"} if in_place
+                                  else kwargs, method=method)
+    if shape is None:
+        return None
+    if in_place:
+        return args[0] if tuple(args[0].shape) == tuple(shape) else None
+    return torch.empty(shape, dtype=like.dtype, device="meta")
 
 
 def _tensors_in(args: tuple, kwargs: dict) -> bool:

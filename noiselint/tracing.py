@@ -4,10 +4,12 @@ Four levels, each tried when the one before fails, so there is never a dead end:
 
 1. ``fx``: torch.fx symbolic tracing (timm's leaf modules and autowrapped functions respected),
    shapes from ``ShapeProp`` on a meta tensor (by formula for common layers: ``noiselint.meta``);
-2. ``export``: ``torch.export`` (non-strict) on a meta tensor, aten ops mapped back to modules;
-3. ``hooks``: an eager meta forward recording every leaf module and torch function it runs, with
-   data flow followed by tensor identity (handles Python control flow on shapes); when the forward
-   branches on tensor values, it is retried on CPU with random weights for models small enough;
+2. ``hooks``: an eager meta forward recording every leaf module and torch function it runs, with
+   data flow followed by tensor identity (handles Python control flow on shapes), shapes by the same
+   formulas where they apply. Tried before export because export imports ``torch._dynamo`` (seconds);
+3. ``export``: ``torch.export`` (non-strict) on a meta tensor, aten ops mapped back to modules; then,
+   when the forward branches on tensor values, the ``hooks`` forward once more, on CPU with random
+   weights for models small enough;
 4. ``structural``: the named leaf modules in registration order, without shapes.
 
 The report states the level used and its coverage: the share of leaf modules in the graph with a shape.
@@ -33,7 +35,7 @@ from torch.utils._pytree import tree_map
 from noiselint.errors import one_line
 from noiselint.graph import ModelGraph, Op, Preprocessing, SourceLocation, add_node
 from noiselint.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, resident_bytes, shown
-from noiselint.meta import formula
+from noiselint.meta import by_formula
 from noiselint.normalization import forward_normalization
 from noiselint.ops import function_op, method_op, module_op
 from noiselint.sites import display_path, internal_dirs
@@ -59,13 +61,14 @@ def trace(
     ``max_memory`` bounds the CPU forward of the hooks level (its weights and kept activations).
     """
     failures: list[str] = []
-    levels = (("fx", _fx_graph), ("export", partial(_first_size, _export_graph)),
-              ("hooks", partial(_first_size, partial(_hooks_graph, max_memory=max_memory))))
-    for level, build in levels:
+    levels = (("fx", "fx", _fx_graph), ("hooks", "hooks (meta)", partial(_first_size, _meta_hooks_graph)),
+              ("export", "export", partial(_first_size, _export_graph)),
+              ("hooks", "hooks (CPU)", partial(_first_size, partial(_hooks_graph, max_memory=max_memory))))
+    for level, label, build in levels:
         try:
             graph, notes, size, recovered = build(model, input_sizes, sites, constants)
         except Exception as exc:  # noqa: BLE001 - any failure moves on to the next level
-            failures.append(f"{level} tracing failed ({one_line(exc)})")
+            failures.append(f"{label} tracing failed ({one_line(exc)})")
             continue
         if recovered is not None:
             preprocessing = recovered.merged(preprocessing)
@@ -486,9 +489,14 @@ def _ints(value, n: int) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- hooks
 
 
+def _meta_hooks_graph(model, input_size, sites):
+    return _eager_graph(model, _meta_input(model, input_size), sites), []
+
+
 def _hooks_graph(model, input_size, sites, max_memory=DEFAULT_MAX_MEMORY):
+    """The eager forward on CPU with random weights, for a forward that branches on tensor values."""
     try:
-        return _eager_graph(model, _meta_input(model, input_size), sites), []
+        return _meta_hooks_graph(model, input_size, sites)  # a meta forward again: its error is the note's
     except Exception as exc:  # noqa: BLE001 - a value-dependent forward cannot run on meta tensors
         parameters = sum(p.numel() for p in model.parameters())
         if parameters > EAGER_CPU_PARAMETER_LIMIT:
@@ -622,10 +630,8 @@ class _Recorder(torch.overrides.TorchFunctionMode):
         kwargs = kwargs or {}
         if self.budget is not None:
             self.budget.check(func, args, kwargs)
-        shape, like = formula(func, args, kwargs)  # meta inputs a formula fits: no meta kernel runs
-        if shape is not None:
-            result = torch.empty(shape, dtype=like.dtype, device="meta")
-        else:
+        result = by_formula(func, args, kwargs)  # meta inputs a formula fits: no meta kernel runs
+        if result is None:
             with torch._C.DisableTorchFunction():
                 result = func(*args, **kwargs)
         if self.depth_in_leaf == 0:

@@ -112,6 +112,21 @@ def test_bad_numbers_on_the_command_line(folder, args, words):
     assert_one_line_error(run("m.onnx", "--isolated", *args), *words)
 
 
+@pytest.mark.parametrize(("args", "words"), [
+    (["m.onnx", "--timeout", "-1"], ["Invalid value for '--timeout'", "(see noiselint check --help)"]),
+    (["m.onnx", "--jobs", "x"], ["'--jobs': 'x' is not a valid integer", "(see noiselint check --help)"]),
+    (["m.onnx", "--format", "yaml"], ["'--format': 'yaml' is not one of", "(see noiselint check --help)"]),
+    (["m.onnx", "--input-size", "3x"], ["expected H, HxW or CxHxW, got '3x'"]),
+    (["m.onnx", "--no-such-option"], ["No such option '--no-such-option'"]),
+    (["m.onnx", "--verify", "--images", "0"], ["'--images': 0 is not in the range x>=1"]),
+    (["explain"], ["Missing argument 'CODE' (see noiselint explain --help)"]),
+    (["rules", "--jobs", "2"], ["No such option '--jobs' (see noiselint rules --help)"]),
+])
+def test_click_usage_errors_are_one_line(folder, args, words):
+    """Wrong option types and unknown options: one line saying where to look, not click's usage block."""
+    assert_one_line_error(run(*args), *words)
+
+
 def test_a_symlink_loop_as_target_is_a_load_error(folder):
     for name in ("a.py", "b.onnx"):
         os.symlink(name, folder / f"loop-{name}")

@@ -187,7 +187,7 @@ BAD_CONFIGS = [
     ('[tool.noiselint.preprocessing."m.py"]\ninput_size = [1, 2, 3, 4]', "input_size: expected H"),
     ('[tool.noiselint.preprocessing."m.py"]\nmean = "0.5"', "mean: expected a number"),
     ("[tool.noiselint.rules.NL999]\nx = 1", "[tool.noiselint.rules.NL999] no such rule"),
-    ("[tool.noiselint.rules.NL301]\nwindow = 1", "unknown option 'window' (options of NL301: none)"),
+    ("[tool.noiselint.rules.NL301]\nwindow = 1", "unknown option 'window' (options of NL301: fix_style)"),
     ('[tool.noiselint]\n[tool.noiselint.rules]\nNL301 = 3', "rules: expected tables of rule options"),
     ("select = [", "invalid TOML"),
 ]

@@ -142,7 +142,7 @@ def test_saved_folder_gets_the_findings_of_its_timm_counterpart(folders, model_t
     assert json.loads((folder / "config.json").read_text())["model_type"] == model_type
     (model,) = lint(str(folder)).models
     assert model.ok, model.load_error
-    assert model.graph.trace_level in ("fx", "export"), model.graph.notes
+    assert model.graph.trace_level in ("fx", "hooks", "export"), model.graph.notes
     assert model.graph.coverage >= 0.9
     architecture, size, std = EXPECTED[model_type]
     assert model.graph.architecture == architecture
@@ -204,7 +204,7 @@ def test_two_tower_checkpoint_is_linted_through_its_vision_tower(tmp_path):
 def test_model_type_uses_the_processor_class_defaults_labelled_as_such():
     (model,) = lint("hf:clip_vision_model").models
     assert model.ok, model.load_error
-    assert model.graph.trace_level in ("fx", "export")
+    assert model.graph.trace_level in ("fx", "hooks", "export")
     assert model.preprocessing.std == pytest.approx(CLIP_STD)
     assert model.preprocessing.origin == "CLIPImageProcessor class defaults"
     assert codes(model) == ["NL402"]
@@ -380,7 +380,7 @@ def test_python_file_with_a_pretrained_model_built_from_a_config(tmp_path):
         "                                            num_attention_heads=2, intermediate_size=64))\n")
     (model,) = lint(str(path)).models
     assert model.ok, model.load_error
-    assert model.graph.trace_level in ("fx", "export") and model.graph.architecture == "vit"
+    assert model.graph.trace_level in ("fx", "hooks", "export") and model.graph.architecture == "vit"
     assert codes(model) == TIMM_FINDINGS["vit_base_patch16_224"]
 
 
@@ -419,7 +419,7 @@ def test_timm_checkpoint_folder_reads_timm_pretrained_cfg(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 1000,
                                                       "pretrained_cfg": cfg}))
     (model,) = lint(str(tmp_path)).models
-    assert model.ok and model.graph.trace_level in ("fx", "export")
+    assert model.ok and model.graph.trace_level in ("fx", "hooks", "export")
     assert model.preprocessing.origin == f"{tmp_path}/config.json pretrained_cfg"
     assert model.preprocessing.test_input_size == (3, 288, 288)
     (timm_model,) = lint("timm:resnet18.a1_in1k").models

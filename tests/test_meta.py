@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from noiselint.meta import FormulaMode, FormulaShapeProp, formula, module_shape, skip_meta_init
+from noiselint.meta import FormulaMode, FormulaShapeProp, by_formula, module_shape, skip_meta_init
 from noiselint.tracing import _LeafTracer
 
 MODULES = [
@@ -120,6 +120,10 @@ FUNCTIONS = {  # name: (function, its arguments built with a tensor maker for on
     "pad": (F.pad, lambda t: ((t(1, 3, 5, 6), (1, 2, 0, 3)), {})),
     "max_pool2d": (F.max_pool2d, lambda t: ((t(1, 3, 15, 14), 3), {"stride": 2, "padding": 1, "ceil_mode": True})),
     "avg_pool2d": (F.avg_pool2d, lambda t: ((t(1, 3, 15, 14), 2), {})),
+    "avg_pool2d-positional": (F.avg_pool2d, lambda t: ((t(1, 3, 15, 14), 3, 2, 1, True, False, None), {})),
+    "max_pool2d-positional": (F.max_pool2d, lambda t: ((t(1, 3, 15, 14), 3, 2, 1, 2), {"ceil_mode": True})),
+    "tensor-plus-number": (torch.Tensor.__add__, lambda t: ((t(2, 3), 3.0), {})),
+    "number-minus-tensor": (torch.Tensor.__rsub__, lambda t: ((t(2, 3), 3.0), {})),
     "adaptive_avg_pool2d": (F.adaptive_avg_pool2d, lambda t: ((t(1, 3, 15, 14), (None, 4)), {})),
     "adaptive_max_pool2d": (F.adaptive_max_pool2d, lambda t: ((t(1, 3, 15, 14), 1), {})),
     "floor": (torch.floor, lambda t: ((t(2, 3),), {})),
@@ -133,16 +137,24 @@ def test_function_formula_matches_the_cpu_kernel(name):
     args, kwargs = build(lambda *shape: torch.rand(shape))
     expected = tuple(function(*args, **kwargs).shape)
     args, kwargs = build(lambda *shape: torch.empty(shape, device="meta"))
-    assert formula(function, args, kwargs)[0] == expected
+    assert tuple(by_formula(function, args, kwargs).shape) == expected
+
+
+def test_in_place_calls_return_their_own_tensor():
+    x, y = torch.empty(2, 3, 4, device="meta"), torch.empty(3, 1, device="meta")
+    assert by_formula(torch.Tensor.__iadd__, (x, y), {}) is x
+    assert by_formula(torch.Tensor.mul_, (x, 2.0), {}) is x
+    assert by_formula(F.relu, (x,), {"inplace": True}) is x
+    assert by_formula(torch.Tensor.__iadd__, (y, x), {}) is None  # would broadcast y: torch raises
 
 
 def test_functions_that_do_not_fit_get_no_formula():
     x = torch.empty(1, 4, 9, 9, device="meta")
-    assert formula(F.conv2d, (x, torch.empty(8, 3, 3, 3, device="meta")), {})[0] is None  # channels
-    assert formula(F.conv2d, (x, torch.empty(8, 4, 3, 3, device="meta"), None, 2, "same"), {})[0] is None
-    assert formula(F.pad, (x, (1, 1)), {"mode": "reflect"})[0] is None
-    assert formula(F.max_pool2d, (x, 2), {"return_indices": True})[0] is None
-    assert formula(torch.Tensor.add_, (x, x), {})[0] is None  # in place: it must run
+    assert by_formula(F.conv2d, (x, torch.empty(8, 3, 3, 3, device="meta")), {}) is None  # channels
+    assert by_formula(F.conv2d, (x, torch.empty(8, 4, 3, 3, device="meta"), None, 2, "same"), {}) is None
+    assert by_formula(F.pad, (x, (1, 1)), {"mode": "reflect"}) is None
+    assert by_formula(F.max_pool2d, (x, 2), {"return_indices": True}) is None
+    assert by_formula(F.linear, (torch.empty(2, 5), torch.empty(3, 5)), {}) is None  # not meta
 
 
 def test_formula_mode_runs_a_leaf_forward_by_formula_and_keeps_errors():

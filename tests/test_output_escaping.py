@@ -151,6 +151,16 @@ def test_plain(value, plain):
     assert escape.plain(value) == plain
 
 
+def test_command_line_warnings_are_escaped(capsys):
+    from noiselint.cli import _warn
+
+    _warn(f"a message with {HOSTILE} in it")
+    err = capsys.readouterr().err
+    assert err.startswith("noiselint: warning: a message with \\n::error file=x::pwned\\x1b[31m")
+    assert err.count("\n") == 1
+    assert not UNSAFE.search(err[:-1]) and "##[" not in err
+
+
 def test_markdown_and_code_spans():
     assert escape.markdown("![x](http://e) <b> a|b www.e.com") == "\\!\\[x\\]\\(http\\://e\\) \\<b\\> a\\|b www\\.e.com"
     assert escape.code_span("a`b|c") == "``a`b\\|c``"

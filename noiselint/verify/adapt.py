@@ -5,8 +5,11 @@ applied, then only the changed layers and the stem (the graph's ``stem`` nodes: 
 end of the first downsampling stage) are trained for ``steps`` Adam steps to reproduce the original
 model's logits (mean squared error) on clean, augmented images: random resized crops (at least
 :data:`MIN_AREA` of the image) and, for 3-channel images, horizontal flips. No labels are used;
-everything else stays frozen, in eval mode (BatchNorm statistics unchanged). The adapted model is
-then measured under noise like the original. Seeded (crops, flips, batch order) and repeatable on
+everything else stays frozen, in eval mode. Before the first step, the running statistics of every
+trained BatchNorm are re-estimated so that, on the first distillation batch, its output has the
+original model's per-channel mean and variance (a warm start: a blur or an average pool changes the
+scale of what the next layers see); during the steps they stay fixed. The adapted model is then
+measured under noise like the original. Seeded (crops, flips, batch order) and repeatable on
 one device; the trained weights are put back afterwards, so the caller's model is unchanged.
 """
 
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from noiselint.graph import ModelGraph
 from noiselint.verify.noise import seed_for
@@ -119,9 +123,15 @@ def adapted(
     comes off and the trained weights get their values back."""
     started = time.perf_counter()
     device, batch = executor.device, min(ADAPT_BATCH, executor.batch_size)
-    teacher = [executor.run(executor.normalize(x.to(device))) for x in batches(images, steps, batch, seed)]
     paths = trainable_paths(graph, module, chosen)
-    with applied(module, chosen, device, executor.channels_last), _trainable(module, paths) as params:
+    norms = [m for m in map(module.get_submodule, paths) if isinstance(m, _BatchNorm) and m.running_var is not None]
+    first = executor.normalize(next(batches(images, 1, batch, seed)).to(device))
+    with _moments(norms) as wanted:
+        executor.run(first)
+    teacher = [executor.run(executor.normalize(x.to(device))) for x in batches(images, steps, batch, seed)]
+    with applied(module, chosen, device, executor.channels_last), _trainable(module, paths, norms) as params:
+        with _matched(norms, wanted):
+            executor.run(first)
         losses = _distil(module, params, teacher, images, batch, seed, executor)
         yield Distilled(
             trained=paths,
@@ -185,13 +195,60 @@ def _loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(student, teacher)
 
 
+def _channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.detach().float().transpose(0, 1).flatten(1)
+    return x.mean(1), x.var(1)
+
+
 @contextmanager
-def _trainable(module: nn.Module, paths: tuple[str, ...]) -> Iterator[list[nn.Parameter]]:
-    """Only the parameters of the modules at ``paths`` require grad; on exit every flag and every
-    trained value is as before. The model stays in eval mode."""
+def _moments(norms: list[_BatchNorm]) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """While open, each forward records the per-channel (mean, variance) of what enters ``norms``."""
+    found: list[tuple[torch.Tensor, torch.Tensor]] = [None] * len(norms)  # type: ignore[list-item]
+
+    def hook(index):
+        return lambda _module, args: found.__setitem__(index, _channel_moments(args[0]))
+
+    handles = [norm.register_forward_pre_hook(hook(index)) for index, norm in enumerate(norms)]
+    try:
+        yield found
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _matched(norms: list[_BatchNorm], wanted: list[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+    """While open, each of ``norms`` sets its running statistics, before it normalizes, so that its output
+    on this input has the per-channel moments it had on ``wanted``'s input (a constant channel of either
+    keeps its statistics)."""
+
+    def hook(index):
+        def match(norm, args):
+            mean, var = _channel_moments(args[0])
+            old_mean, old_var = wanted[index]
+            scale = torch.where((old_var > 0) & (var > 0), var / old_var.clamp_min(1e-12), 1.0).to(norm.running_var)
+            norm.running_mean.copy_(mean.to(norm.running_mean) - (old_mean.to(norm.running_mean) - norm.running_mean)
+                                    * scale.sqrt())
+            norm.running_var.copy_(((norm.running_var + norm.eps) * scale - norm.eps).clamp_min(0))
+
+        return match
+
+    handles = [norm.register_forward_pre_hook(hook(index)) for index, norm in enumerate(norms)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _trainable(module: nn.Module, paths: tuple[str, ...], norms: list[_BatchNorm]) -> Iterator[list[nn.Parameter]]:
+    """Only the parameters of the modules at ``paths`` require grad; on exit every flag, every trained
+    value and the running statistics of ``norms`` are as before. The model stays in eval mode."""
     flags = {p: p.requires_grad for p in module.parameters()}
     params = list({id(p): p for path in paths for p in module.get_submodule(path).parameters()}.values())
-    saved = [p.detach().clone() for p in params]
+    buffers = [b for norm in norms for b in (norm.running_mean, norm.running_var)]
+    saved = [p.detach().clone() for p in params + buffers]
     try:
         for p in flags:
             p.requires_grad_(False)
@@ -201,7 +258,7 @@ def _trainable(module: nn.Module, paths: tuple[str, ...]) -> Iterator[list[nn.Pa
             yield params
     finally:
         with torch.no_grad():
-            for p, value in zip(params, saved, strict=True):
+            for p, value in zip(params + buffers, saved, strict=True):
                 p.copy_(value)
         for p, flag in flags.items():
             p.requires_grad_(flag)

@@ -163,8 +163,8 @@ class Adapted:
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in vars(self).items() if k not in ("sweep", "probe")}
-        return {**data, "trained": list(self.trained), "seconds": round(self.seconds, 3),
-                **self.sweep.to_dict(), "probe": _probe(self.probe)}
+        return {**data, "trained": list(self.trained), **self.sweep.to_dict(), "seconds": round(self.seconds, 3),
+                "probe": _probe(self.probe)}
 
 
 @dataclass(frozen=True)
