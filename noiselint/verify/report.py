@@ -27,7 +27,8 @@ ROBUSTNESS_DEFINITION = (
 )
 ADAPT_DEFINITION = (
     "adapted: the what-if's change, then only the stem and the changed layers trained to reproduce the "
-    "original model's logits (mean squared error) on clean augmented images, no labels; clean "
+    "original model's logits (mean squared error) on clean augmented images, no labels, after the trained "
+    "BatchNorm statistics are re-estimated to give the original's per-channel output moments; clean "
     "agreement = its clean top-1 equal to the original's"
 )
 GAIN_DEFINITION = (
