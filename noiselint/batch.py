@@ -316,12 +316,14 @@ class _Worker:
         self.deadline: float | None = None
 
     def stop(self) -> int | None:
-        """End the process (killing it if it does not end within a second); its exit code."""
+        """End the process (killing it if it does not end within a second); its exit code.
+
+        The pipe is closed first: an idle worker waiting for its next task then ends at once."""
+        self.conn.close()
         self.process.join(1)
         if self.process.is_alive():
             self.process.kill()
         self.process.join()
-        self.conn.close()
         return self.process.exitcode
 
 
