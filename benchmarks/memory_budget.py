@@ -74,8 +74,7 @@ def write_branchy(folder: Path) -> Path:
 
 def write_sparse_onnx(folder: Path, megabytes: int) -> Path:
     """A Conv stem whose weight (N, 3, 7, 7) float32 is ``megabytes`` of external data in a sparse file."""
-    import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto
 
     channels = megabytes * 10**6 // (4 * 3 * 7 * 7)
     data = folder / f"stem{megabytes}.bin"
@@ -85,32 +84,31 @@ def write_sparse_onnx(folder: Path, megabytes: int) -> Path:
                               data_location=TensorProto.EXTERNAL)
     for key, value in (("location", data.name), ("offset", "0"), ("length", str(channels * 147 * 4))):
         initializer.external_data.add(key=key, value=value)
+    return _save_stem(folder / f"stem{megabytes}.onnx", initializer, channels)
+
+
+def _save_stem(path: Path, weight, channels: int) -> Path:
+    """An ONNX file of a 7x7 stride-2 conv with ``weight`` (N, 3, 7, 7), then global average pooling."""
+    import onnx
+    from onnx import TensorProto, helper
+
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3]),
          helper.make_node("GlobalAveragePool", ["y"], ["z"])],
-        "sparse", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, channels, 1, 1])], [initializer])
-    path = folder / f"stem{megabytes}.onnx"
+        path.stem, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, channels, 1, 1])], [weight])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 
 
 def write_inside_onnx(folder: Path, megabytes: int) -> Path:
     """A Conv stem whose weight (N, 3, 7, 7) float32 is ``megabytes`` of zeros inside the ONNX file."""
-    import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto
 
     channels = megabytes * 10**6 // (4 * 3 * 7 * 7)
     weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[channels, 3, 7, 7],
                          raw_data=bytes(channels * 147 * 4))
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3]),
-         helper.make_node("GlobalAveragePool", ["y"], ["z"])],
-        "inside", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, channels, 1, 1])], [weight])
-    path = folder / f"inside{megabytes}.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+    return _save_stem(folder / f"inside{megabytes}.onnx", weight, channels)
 
 
 def write_bomb(path: Path, mebibytes: int, key: str = "weight") -> Path:

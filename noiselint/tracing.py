@@ -494,14 +494,12 @@ def _meta_hooks_graph(model, input_size, sites):
 
 
 def _hooks_graph(model, input_size, sites, max_memory=DEFAULT_MAX_MEMORY):
-    """The eager forward on CPU with random weights, for a forward that branches on tensor values."""
-    try:
-        return _meta_hooks_graph(model, input_size, sites)  # a meta forward again: its error is the note's
-    except Exception as exc:  # noqa: BLE001 - a value-dependent forward cannot run on meta tensors
-        parameters = sum(p.numel() for p in model.parameters())
-        if parameters > EAGER_CPU_PARAMETER_LIMIT:
-            raise
-        meta_error = one_line(exc)
+    """The eager forward on CPU with random weights, for a forward that cannot run on meta tensors
+    (it branches on tensor values: the ``hooks (meta)`` note says where)."""
+    parameters = sum(p.numel() for p in model.parameters())
+    if parameters > EAGER_CPU_PARAMETER_LIMIT:
+        raise RuntimeError(f"{parameters:,} parameters: too many for a CPU forward with random weights "
+                           f"(limit {EAGER_CPU_PARAMETER_LIMIT:,})")
     tensors = [*model.parameters(), *model.buffers()]
     budget = _Budget(max_memory, "x".join(map(str, input_size)))
     budget.take(sum(t.numel() * t.element_size() for t in tensors) + 4 * math.prod(input_size), "its weights and input")
@@ -510,8 +508,8 @@ def _hooks_graph(model, input_size, sites, max_memory=DEFAULT_MAX_MEMORY):
     budget.held.update(_storage(t) for t in [*cpu_model.parameters(), *cpu_model.buffers(), x])
     graph = _eager_graph(cpu_model, x, sites, originals=dict(
         zip((id(m) for m in cpu_model.modules()), model.modules(), strict=True)), budget=budget)
-    note = (f"the forward depends on tensor values ({meta_error}); ran it once on CPU with random "
-            f"weights (peak about {shown(budget.used)}): branches not taken are missing "
+    note = (f"the forward depends on tensor values (it cannot run on meta tensors); ran it once on CPU "
+            f"with random weights (peak about {shown(budget.used)}): branches not taken are missing "
             "from the graph")
     return graph, [note]
 
