@@ -281,17 +281,17 @@ def _serve(conn: Any, job: Any, preload: Sequence[str], memory_limit: int) -> No
     for name in preload:
         importlib.import_module(name)
     job.start()
-    conn.send(("ready",))
-    for count in range(1, TASKS_PER_WORKER + 1):
-        try:
+    try:
+        conn.send(("ready",))
+        for count in range(1, TASKS_PER_WORKER + 1):
             task = conn.recv()
-        except EOFError:
-            return
-        result = job(task)
-        retiring = count == TASKS_PER_WORKER or resident_bytes() > memory_limit
-        conn.send(("done", result, retiring))
-        if retiring:
-            return
+            result = job(task)
+            retiring = count == TASKS_PER_WORKER or resident_bytes() > memory_limit
+            conn.send(("done", result, retiring))
+            if retiring:
+                return
+    except (EOFError, ConnectionError):  # the parent closed the pipe: it needs this worker no more
+        return
 
 
 def _exit_reason(code: int | None) -> str:

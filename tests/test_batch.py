@@ -81,3 +81,13 @@ def test_text_report_ends_with_a_summary_table_for_several_models():
     single = io.StringIO()
     text.render(Report(models=(_report("a.py", 1.0),)), single)
     assert "exposure " not in single.getvalue().split("\n\n")[-1]
+
+
+def test_a_worker_the_run_no_longer_needs_ends_quietly():
+    """Two targets start two workers; when one lints both, the other is closed while it starts up:
+    it must end without a traceback on stderr (README command 1 is such a run)."""
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-m", "noiselint", "check", str(MODELS / "resnet_maxpool.py"),
+                               str(MODELS / "robust_net.py"), "--no-cache", "--jobs", "2"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
