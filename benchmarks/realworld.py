@@ -14,8 +14,10 @@ and no model of the report fell back to the `structural` trace level.
 
 Prints: reported cleanly K/N, trace-level counts, each target's cold-lint time as a ratio to `import
 torch` (median and worst), the expected findings' codes matched (from corpus.toml's `expected`), the
-targets whose correct outcome is a load error and, with ``--imports``, which targets' lint imports
-torch._dynamo or sympy beyond what the model's own imports and build already do.
+targets whose correct outcome is a load error, the ratios over the targets whose own files import
+torchvision (corpus.toml's ``imports_torchvision``; ``import torchvision`` is timed beside them) and
+over the others, and, with ``--imports``, which targets' lint imports torch._dynamo or sympy beyond
+what the model's own imports and build already do.
 Always exits 0: it measures, it does not judge.
 """
 
@@ -158,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     cache_dir = tempfile.mkdtemp(prefix="noiselint-realworld-")  # --no-cache, and a fresh folder besides
     torch_command = [sys.executable, "-c", "import torch"]
+    torchvision_command = [sys.executable, "-c", "import torchvision"]
     torch_times: list[float] = []
+    torchvision_times: list[float] = []
     rows = []
     for index, target in enumerate(targets, 1):
         command = [sys.executable, "-m", "noiselint", "check", target["target"], "--format", "json",
@@ -169,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             seconds, done = timed(command, env, args.timeout)
             lint_times.append(seconds)
             result = outcome(done)
+        if target.get("imports_torchvision"):
+            torchvision_times.append(timed(torchvision_command, env, args.timeout)[0])
         row = {"target": target["target"], "repo": target["repo"], "seconds": statistics.median(lint_times),
-               "expected_error": bool(target.get("expected_error")), **result}
+               "expected_error": bool(target.get("expected_error")),
+               "imports_torchvision": bool(target.get("imports_torchvision")), **result}
         row["expected_codes_match"] = expected_match(target, result["codes"])
         if args.imports:
             row["lint_imports"] = watched_imports(_LINT_IMPORTS, target["target"], env, args.timeout)
@@ -201,6 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     print("trace levels: " + ", ".join(f"{level} {count}" for level, count in sorted(levels.items())))
     print(f"cold lint / import torch: median {statistics.median(ratios):.2f}x, worst {worst['ratio']:.2f}x "
           f"({worst['target']})")
+    own = [row for row in rows if not row["imports_torchvision"]]
+    if own and len(own) < len(rows):
+        own_worst = max(own, key=lambda row: row["ratio"])
+        floor = statistics.median(torchvision_times) / torch_median
+        print(f"  over the {len(own)} targets whose own files do not import torchvision: median "
+              f"{statistics.median(row['ratio'] for row in own):.2f}x, worst {own_worst['ratio']:.2f}x "
+              f"({own_worst['target']})")
+        print(f"  over the {len(rows) - len(own)} that do (corpus.toml's imports_torchvision; `import torchvision` "
+              f"alone takes {floor:.2f}x import torch, torch._dynamo with it): median "
+              f"{statistics.median(row['ratio'] for row in rows if row['imports_torchvision']):.2f}x")
     print(f"expected codes matched (certain expectations): {sum(matched)}/{len(matched)}")
     expected_errors = [row for row in rows if row["expected_error"]]
     if expected_errors:
@@ -219,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "import_torch_median_s": torch_median, "import_torch_runs": torch_times, "repeats": repeats,
+            "import_torchvision_runs": torchvision_times,
             "clean": clean, "total": len(rows), "levels": dict(levels),
             "median_ratio": statistics.median(ratios), "worst_ratio": worst["ratio"], "targets": rows,
         }, indent=2))

@@ -37,8 +37,17 @@ _INITIALIZERS = frozenset({
     "normal_", "uniform_", "trunc_normal_", "fill_", "zero_", "random_", "bernoulli_", "exponential_",
     "log_normal_", "cauchy_", "geometric_", "erfinv_", "mul_", "add_", "sub_", "div_", "clamp_",
     "clamp_min_", "clamp_max_", "copy_", "exp_", "log_", "sqrt_", "abs_", "neg_",
+    # torch.nn.init's own functions: inside one, the tensor methods it calls reach no torch function mode
+    "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "constant_", "ones_", "zeros_",
+    "orthogonal_", "eye_", "dirac_", "sparse_",
 })
 _FROM_DATA = frozenset({"tensor", "as_tensor", "Tensor", "FloatTensor", "from_numpy"})
+#: Factories whose values follow from their arguments (``torch.linspace(0, rate, depth)``).
+_RANGES = frozenset({"linspace", "logspace", "arange", "zeros", "ones", "full", "eye"})
+#: Ops that split a tensor into several.
+_SPLITS = frozenset({"unbind", "split", "chunk", "tensor_split"})
+#: Methods that read a tensor's values into Python.
+_VALUE_READERS = frozenset({"item", "tolist", "__float__", "__int__", "__bool__", "__index__"})
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -63,9 +72,13 @@ def build(factory: Callable[[], Any], label: str, constants: _ConstantValues | N
             return Built(factory(), device)
     try:
         with torch.device("meta"), skip_meta_init():
-            return Built(factory())
+            model = factory()
     except Exception as exc:  # noqa: BLE001 - any failure on meta gets the CPU try
         meta_error = one_line(exc)
+    else:
+        if isinstance(model, torch.nn.Module):  # torch.FloatTensor([...]) ignores the device: CCT's embedding
+            _move_to_meta(model, constants)
+        return Built(model)
     with torch.device("cpu"), cpu_build(label):
         model = factory()
     if isinstance(model, torch.nn.Module):
@@ -90,7 +103,8 @@ def cpu_build(label: str) -> Iterator[None]:
 
 
 def _move_to_meta(model: torch.nn.Module, constants: _ConstantValues | None) -> None:
-    """Parameters, buffers and plain tensor attributes of every submodule onto the meta device."""
+    """Parameters, buffers and plain tensor attributes of every submodule onto the meta device (those
+    already there are left as they are, shared ones included)."""
 
     def moved(tensor: torch.Tensor) -> torch.Tensor:
         meta = tensor.detach().to("meta")
@@ -100,13 +114,13 @@ def _move_to_meta(model: torch.nn.Module, constants: _ConstantValues | None) -> 
 
     for module in model.modules():
         for name, parameter in module._parameters.items():
-            if parameter is not None:
+            if parameter is not None and not parameter.is_meta:
                 module._parameters[name] = torch.nn.Parameter(moved(parameter), parameter.requires_grad)
         for name, buffer in module._buffers.items():
-            if buffer is not None:
+            if buffer is not None and not buffer.is_meta:
                 module._buffers[name] = moved(buffer)
         for name, value in list(vars(module).items()):
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, torch.Tensor) and not value.is_meta:
                 object.__setattr__(module, name, moved(value))
 
 
@@ -156,12 +170,23 @@ class _ConstantValues(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in _VALUE_READERS and args and (known := self.value(args[0])) is not None:
+            return getattr(known, name)(*args[1:], **kwargs)  # drop_path_rate.item(): the remembered value
         result = func(*args, **kwargs)
+        if isinstance(result, (tuple, list)) and name in _SPLITS:  # for x in torch.linspace(...): unbind
+            try:
+                values = self._replay(func, args, kwargs)
+            except Exception:  # noqa: BLE001 - values that cannot be replayed are simply unknown
+                values = None
+            for piece, value in zip(result, values or (), strict=False):
+                if isinstance(piece, torch.Tensor) and isinstance(value, torch.Tensor) and value.shape == piece.shape:
+                    self.remember(piece, value)
+            return result
         if not (isinstance(result, torch.Tensor) and result.is_meta and result.numel() <= _CONSTANT_NUMEL):
             return result
-        name = getattr(func, "__name__", "")
         try:
-            if name in _FROM_DATA:
+            if name in _FROM_DATA or name in _RANGES:
                 value = func(*args, **{**kwargs, "device": "cpu"}) if name != "from_numpy" else func(*args)
             else:
                 value = self._replay(func, args, kwargs)

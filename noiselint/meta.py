@@ -1,10 +1,11 @@
 """Keep work on the meta device cheap: no meta kernels where a formula or a no-op will do.
 
 The first meta-device kernel a process runs imports ``torch._dynamo`` and sympy: 2-3 s on an idle
-machine here, more than half of ``import torch``, and 7 s under load. Two things avoid it:
+machine here, more than half of ``import torch``, and 7 s under load. These avoid it:
 
 * :func:`skip_meta_init` makes in-place initializers (``normal_``, ``trunc_normal_``'s steps,
-  ``fill_``, ...) no-ops on meta tensors while a model is built: they have no values to set.
+  ``fill_``, ...) no-ops on meta tensors while a model is built: they have no values to set (and
+  enters :class:`PointwiseMode`).
 * :class:`FormulaShapeProp` is ``ShapeProp`` for fx graphs, with the output shapes of layers of an
   exact known type (convolutions, pooling, norms, timm's norm-act layers, activations, linear,
   flatten, concatenation, elementwise arithmetic) computed by formula as empty meta tensors. Any
@@ -13,6 +14,9 @@ machine here, more than half of ``import torch``, and 7 s under load. Two things
   ``meta["tensor_meta"]`` like ShapeProp's.
 * :class:`FormulaMode` applies the same formulas to torch function calls that are not fx nodes:
   inside a leaf layer's own ``forward`` and in the hooks level's eager forward.
+* :class:`PointwiseMode` gives every pointwise aten op on meta tensors (``torch.Tag.pointwise``) its
+  broadcast shape at the dispatcher, below the Python API: it also sees the ops of TorchScript
+  functions (a scripted hard-swish) and of calls no function formula knows.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch.nn.functional as F
 from torch.fx.node import map_aggregate
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 _SAME_SHAPE = frozenset({
     nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
@@ -76,8 +81,9 @@ class _SkipMetaInit(TorchFunctionMode):
 
 @contextmanager
 def skip_meta_init() -> Iterator[None]:
-    """Inside the block, value-setting in-place ops on meta tensors return at once."""
-    with _SkipMetaInit():
+    """Inside the block, value-setting in-place ops on meta tensors return at once, and pointwise ops
+    on them by formula (a constructor's ``torch.randn(n) / n ** 0.5``)."""
+    with _SkipMetaInit(), PointwiseMode():
         yield
 
 
@@ -105,10 +111,11 @@ class FormulaShapeProp(torch.fx.Interpreter):
         """Run the graph once on ``args``: ``Interpreter.run`` without its tqdm bar (an mp lock)."""
         self.env = {}
         self.args_iter = iter(args)
-        for node in self.graph.nodes:
-            self.env[node] = self.run_node(node)
-            if node.op == "output":
-                return self.env[node]
+        with PointwiseMode():
+            for node in self.graph.nodes:
+                self.env[node] = self.run_node(node)
+                if node.op == "output":
+                    return self.env[node]
         return None
 
     def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
@@ -492,3 +499,242 @@ def _cat(tensors: list, dim: Any) -> tuple[int, ...] | None:
     if any(r != rest[0] for r in rest):
         return None
     return (*first.shape[:dim], sum(t.shape[dim] for t in tensors), *first.shape[dim + 1:])
+
+
+class PointwiseMode(TorchDispatchMode):
+    """Inside the block, pointwise aten ops on meta tensors of one floating dtype return by formula, and
+    the few others whose meta kernels are Python (matrix products, ``stack``, layer norm, softmax,
+    ``im2col``, reductions, ``roll``, integer indexing, convolution, and ``randn``-like factories
+    and ``linspace``).
+
+    The output takes the broadcast shape of the tensor arguments (Python numbers keep the dtype); an
+    in-place op returns its first argument when that shape is its own. Anything else (integer or
+    mixed dtypes, ``out=``, ops whose result is boolean, shapes that do not broadcast, tensors not on
+    the meta device) runs the op's own kernel, so a real error is still torch's.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in torch._dynamo.disable unless this says no; the
+        # wrapper imports torch._dynamo (and sympy) on its first call, and nothing here is compiled
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = _pointwise(func, args, kwargs)
+        return func(*args, **kwargs) if result is None else result
+
+
+#: Pointwise ops whose result is not of their inputs' dtype.
+_NOT_SAME_DTYPE = frozenset({
+    "eq", "ne", "lt", "le", "gt", "ge", "isnan", "isinf", "isfinite", "isneginf", "isposinf", "signbit",
+    "logical_and", "logical_or", "logical_xor", "logical_not", "bitwise_and", "bitwise_or", "bitwise_xor",
+    "bitwise_not", "where", "nan_to_num", "polar", "complex", "real", "imag", "angle",
+})
+
+
+#: Pointwise ops that keep an integer dtype (``a - b`` on index tensors; ``a / b`` would not).
+_INTEGER_SAFE = frozenset({"add", "sub", "rsub", "mul", "neg", "abs", "maximum", "minimum", "clamp", "remainder"})
+
+
+def _pointwise(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    if func in _FACTORIES:
+        return _factory(*args, **kwargs)
+    if func in (torch.ops.aten.linspace.default, torch.ops.aten.logspace.default):
+        return _linspace(*args, **kwargs)
+    if func in _STRUCTURED and not kwargs:
+        try:  # the formula takes the op's own arguments
+            return _STRUCTURED[func](*args)
+        except TypeError:
+            return None
+    if torch.Tag.pointwise not in func.tags or "out" in kwargs:
+        return None
+    name = func.overloadpacket.__name__
+    if name.rstrip("_") in _NOT_SAME_DTYPE:
+        return None
+    tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+    if not tensors or not all(t.is_meta for t in tensors):
+        return None
+    dtype = tensors[0].dtype
+    if any(t.dtype != dtype for t in tensors):
+        return None
+    if not dtype.is_floating_point and not (dtype in _INTEGERS and name.rstrip("_") in _INTEGER_SAFE
+                                            and not any(isinstance(v, float) for v in args)):
+        return None
+    if any(not isinstance(v, (torch.Tensor, int, float, bool, str)) and v is not None
+           for v in (*args, *kwargs.values())):
+        return None  # lists, memory formats, generators: left to the kernel
+    shape: tuple[int, ...] | None = tuple(tensors[0].shape)
+    for t in tensors[1:]:
+        shape = _broadcast(shape, tuple(t.shape)) if shape is not None else None
+    if shape is None:
+        return None
+    if name.endswith("_"):
+        first = args[0] if args else None
+        return first if isinstance(first, torch.Tensor) and tuple(first.shape) == shape else None
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _stack(tensors: Any, dim: Any = 0) -> torch.Tensor | None:
+    """``aten.stack`` of meta tensors of one shape and dtype (its meta kernel is Python, like pointwise ones)."""
+    if not isinstance(tensors, (list, tuple)) or not tensors or not isinstance(dim, int):
+        return None
+    first = tensors[0]
+    if not all(_is_meta(t) and t.shape == first.shape and t.dtype == first.dtype for t in tensors):
+        return None
+    if not -first.dim() - 1 <= dim <= first.dim():
+        return None
+    dim %= first.dim() + 1
+    return torch.empty((*first.shape[:dim], len(tensors), *first.shape[dim:]), dtype=first.dtype, device="meta")
+
+
+_INTEGERS = frozenset({torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8})
+
+
+def _matrices(*tensors: Any) -> bool:
+    return all(_is_meta(t) and t.dtype == tensors[0].dtype and t.dtype.is_floating_point for t in tensors)
+
+
+def _mm(a: Any, b: Any) -> torch.Tensor | None:
+    if not _matrices(a, b) or a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+        return None
+    return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device="meta")
+
+
+def _addmm(bias: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> torch.Tensor | None:
+    out = _mm(a, b)
+    if out is None or not _matrices(bias, a) or _broadcast(tuple(bias.shape), tuple(out.shape)) != tuple(out.shape):
+        return None
+    return out
+
+
+def _bmm(a: Any, b: Any) -> torch.Tensor | None:
+    if not _matrices(a, b) or a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        return None
+    return torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype, device="meta")
+
+
+def _layer_norm(x: Any, normalized: Any, weight: Any = None, bias: Any = None, eps: Any = 1e-5) -> tuple | None:
+    """``aten.native_layer_norm``: (output, mean, rstd), the statistics with 1s over the normalized dims."""
+    normalized = tuple(normalized) if isinstance(normalized, (list, tuple)) else None
+    if not _is_meta(x) or not x.dtype.is_floating_point or not normalized or x.dim() < len(normalized):
+        return None
+    if tuple(x.shape[x.dim() - len(normalized):]) != normalized:
+        return None
+    if any(t is not None and (not _is_meta(t) or tuple(t.shape) != normalized) for t in (weight, bias)):
+        return None
+    stats = (*x.shape[:x.dim() - len(normalized)], *(1,) * len(normalized))
+    return (torch.empty(x.shape, dtype=x.dtype, device="meta"), torch.empty(stats, dtype=x.dtype, device="meta"),
+            torch.empty(stats, dtype=x.dtype, device="meta"))
+
+
+def _softmax(x: Any, dim: Any, half_to_float: Any = False) -> torch.Tensor | None:
+    if not _is_meta(x) or not x.dtype.is_floating_point or half_to_float or not isinstance(dim, int):
+        return None
+    if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
+        return None
+    return torch.empty(x.shape, dtype=x.dtype, device="meta")
+
+
+def _safe_softmax(x: Any, dim: Any, dtype: Any = None) -> torch.Tensor | None:
+    return _softmax(x, dim) if dtype is None else None
+
+
+def _im2col(x: Any, kernel: Any, dilation: Any, padding: Any, stride: Any) -> torch.Tensor | None:
+    """``aten.im2col`` (``F.unfold``) of an (N, C, H, W) input: (N, C x kh x kw, blocks)."""
+    if not _is_meta(x) or x.dim() != 4 or not x.dtype.is_floating_point:
+        return None
+    params = [tuple(v) for v in (kernel, dilation, padding, stride)]
+    if any(len(v) != 2 or not all(isinstance(i, int) for i in v) for v in params):
+        return None
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = params
+    blocks = [(size + 2 * p - d * (k - 1) - 1) // s + 1
+              for size, k, d, p, s in ((x.shape[2], kh, dh, ph, sh), (x.shape[3], kw, dw, pw, sw))]
+    if min(blocks) <= 0 or min(kh, kw, dh, dw, sh, sw) <= 0 or min(ph, pw) < 0:
+        return None
+    return torch.empty((x.shape[0], x.shape[1] * kh * kw, blocks[0] * blocks[1]), dtype=x.dtype, device="meta")
+
+
+def _mean(x: Any, dims: Any, keepdim: Any = False, dtype: Any = None) -> torch.Tensor | None:
+    """``aten.mean.dim`` / ``aten.sum.dim_IntList`` over explicit dimensions, in the input's dtype."""
+    if not _is_meta(x) or not x.dtype.is_floating_point or dtype is not None or not isinstance(dims, (list, tuple)):
+        return None
+    shape = _reduce(tuple(x.shape), (tuple(dims), keepdim), {})
+    return None if shape is None else torch.empty(shape, dtype=x.dtype, device="meta")
+
+
+def _roll(x: Any, shifts: Any, dims: Any = ()) -> torch.Tensor | None:
+    shifts, dims = list(shifts), list(dims)
+    if not _is_meta(x) or not shifts or len(dims) not in (0, len(shifts)) or (not dims and len(shifts) > 1):
+        return None
+    if any(not isinstance(d, int) or not -x.dim() <= d < x.dim() for d in dims):
+        return None
+    return torch.empty(x.shape, dtype=x.dtype, device="meta")
+
+
+def _factory(size: Any, *, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None,
+             **rest: Any) -> torch.Tensor | None:
+    """``torch.randn(...)`` / ``rand`` / ``zeros`` / ``ones`` on the meta device (their meta kernels are Python)."""
+    if rest or pin_memory or layout not in (None, torch.strided) or device is None:
+        return None
+    if torch.device(device).type != "meta":
+        return None
+    if not isinstance(size, (list, tuple)) or not all(isinstance(n, int) and n >= 0 for n in size):
+        return None
+    return torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype(), device="meta")
+
+
+_FACTORIES = frozenset({torch.ops.aten.randn.default, torch.ops.aten.rand.default, torch.ops.aten.zeros.default,
+                        torch.ops.aten.ones.default})
+
+
+def _index(x: Any, indices: Any) -> torch.Tensor | None:
+    """``x[i, j]`` with integer index tensors for the leading dimensions (Swin's relative positions):
+    the indices' broadcast shape, then ``x``'s remaining dimensions. Masks and ``None`` gaps are left
+    to the kernel."""
+    if not _is_meta(x) or not isinstance(indices, (list, tuple)) or not 0 < len(indices) <= x.dim():
+        return None
+    if not all(_is_meta(i) and i.dtype in (torch.int64, torch.int32) for i in indices):
+        return None
+    shape: tuple[int, ...] | None = tuple(indices[0].shape)
+    for index in indices[1:]:
+        shape = _broadcast(shape, tuple(index.shape)) if shape is not None else None
+    if shape is None:
+        return None
+    return torch.empty((*shape, *x.shape[len(indices):]), dtype=x.dtype, device="meta")
+
+
+def _convolution(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: Any,
+                 output_padding: Any, groups: Any) -> torch.Tensor | None:
+    """``aten.convolution`` (a conv in a forward run outside any fx node): the ``F.conv2d`` formula."""
+    if transposed or not _is_meta(x) or not x.dtype.is_floating_point or (bias is not None and not _is_meta(bias)):
+        return None
+    checkable = _is_meta(weight) and x.dim() == weight.dim() and isinstance(groups, int)
+    if checkable and x.shape[1] != weight.shape[1] * groups:
+        # torch raises this too, after importing sympy for its check (a wrong input size tried)
+        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input{list(x.shape)} "
+                           f"to have {weight.shape[1] * groups} channels, but got {x.shape[1]} channels instead")
+    shape = _conv_function(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
+    return None if shape is None else torch.empty(shape, dtype=x.dtype, device="meta")
+
+
+def _linspace(start: Any, end: Any, steps: Any, base: Any = None, *, dtype: Any = None, layout: Any = None,
+              device: Any = None, pin_memory: Any = None) -> torch.Tensor | None:
+    """``torch.linspace`` / ``logspace`` on the meta device: ``steps`` values."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end))
+    if not numbers or not isinstance(steps, int) or steps < 0 or pin_memory or layout not in (None, torch.strided):
+        return None
+    if device is None or torch.device(device).type != "meta":
+        return None
+    return torch.empty((steps,), dtype=dtype or torch.get_default_dtype(), device="meta")
+
+
+#: Ops other than pointwise ones whose meta kernels are Python (``F.linear`` on a 2-d input is ``addmm``).
+_STRUCTURED = {
+    torch.ops.aten.mm.default: _mm, torch.ops.aten.addmm.default: _addmm, torch.ops.aten.bmm.default: _bmm,
+    torch.ops.aten.stack.default: _stack, torch.ops.aten.native_layer_norm.default: _layer_norm,
+    torch.ops.aten._softmax.default: _softmax, torch.ops.aten._log_softmax.default: _softmax,
+    torch.ops.aten._safe_softmax.default: _safe_softmax, torch.ops.aten.im2col.default: _im2col,
+    torch.ops.aten.mean.dim: _mean, torch.ops.aten.sum.dim_IntList: _mean, torch.ops.aten.roll.default: _roll,
+    torch.ops.aten.index.Tensor: _index, torch.ops.aten.convolution.default: _convolution,
+}

@@ -172,3 +172,100 @@ def test_formula_mode_runs_a_leaf_forward_by_formula_and_keeps_errors():
         assert tuple(layer.to("meta")(torch.empty(1, 3, 16, 16, device="meta")).shape) == expected
         with pytest.raises(RuntimeError):
             layer(torch.empty(1, 4, 16, 16, device="meta"))
+
+
+@torch.jit.script
+def _scripted_hard_swish(x):  # as geffnet writes its activations: TorchScript, below any TorchFunctionMode
+    return x * F.relu6(x + 3.0).div_(6.0)
+
+
+DISPATCHED = {  # name: a function of a tensor maker; PointwiseMode must give the CPU kernel's shape and dtype
+    "scripted-hard-swish": lambda t: _scripted_hard_swish(t(2, 3, 4)),
+    "broadcast-sub": lambda t: t(1, 49, 2) - t(49, 1, 2),
+    "integer-sub": lambda t: t(1, 5, 2).long() - t(5, 1, 2).long(),
+    "in-place-div": lambda t: t(2, 3).div_(6.0),
+    "hardtanh": lambda t: F.hardtanh(t(2, 3), -1.0, 1.0),
+    "stack": lambda t: torch.stack([t(1, 3, 4), t(1, 3, 4)], dim=-1),
+    "addmm": lambda t: torch.addmm(t(7), t(5, 3), t(3, 7)),
+    "bmm": lambda t: torch.bmm(t(2, 5, 3), t(2, 3, 4)),
+    "layer_norm": lambda t: F.layer_norm(t(2, 5, 6), (6,), t(6), t(6)),
+    "softmax": lambda t: torch.softmax(t(2, 5, 6), -1),
+    "unfold": lambda t: F.unfold(t(1, 3, 10, 9), (4, 3), stride=(2, 3), padding=1),
+    "mean": lambda t: t(2, 5, 6).mean((1, 2), keepdim=True),
+    "roll": lambda t: torch.roll(t(1, 6, 6, 2), (-3, -3), (1, 2)),
+    "randn": lambda t: torch.randn(5, 4, device=t(1).device) / 4 ** 0.5,
+    "zeros": lambda t: torch.zeros((1, 1, 8), device=t(1).device),
+    "linspace": lambda t: torch.linspace(0, 0.1, 12, device=t(1).device),
+    "convolution": lambda t: torch.ops.aten.convolution(t(1, 4, 11, 10), t(8, 2, 3, 3), t(8), [2, 2], [1, 1],
+                                                        [1, 1], False, [0, 0], 2),
+    "index": lambda t: t(13, 13, 2)[torch.zeros(49, 49, dtype=torch.long, device=t(1).device),
+                                    torch.ones(1, 49, dtype=torch.long, device=t(1).device)],
+}
+
+
+@pytest.mark.parametrize("name", DISPATCHED)
+def test_pointwise_mode_matches_the_cpu_kernel(name):
+    from noiselint.meta import PointwiseMode
+
+    expected = DISPATCHED[name](lambda *shape: torch.rand(shape))
+    with PointwiseMode():
+        got = DISPATCHED[name](lambda *shape: torch.empty(shape, device="meta"))
+    assert got.is_meta and (tuple(got.shape), got.dtype) == (tuple(expected.shape), expected.dtype)
+
+
+def test_pointwise_mode_keeps_torch_errors_and_other_dtypes():
+    from noiselint.meta import PointwiseMode
+
+    x, y = torch.empty(2, 3, device="meta"), torch.empty(4, 3, device="meta")
+    with PointwiseMode():
+        with pytest.raises(RuntimeError):
+            x + y  # does not broadcast: torch's own kernel raises
+        with pytest.raises(RuntimeError):
+            x.add_(torch.empty(3, 2, 3, device="meta"))  # in place would broadcast x
+        with pytest.raises(RuntimeError, match="expected input.* to have 4 channels, but got 3"):
+            torch.ops.aten.convolution(torch.empty(1, 3, 8, 8, device="meta"), torch.empty(8, 4, 3, 3, device="meta"),
+                                       None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+        assert (x > 0).dtype == torch.bool  # a comparison is left to its kernel
+        assert (x.long() / 2).dtype == torch.float32  # integer true division gives floats
+        assert (x.half() + x).dtype == torch.float32  # mixed dtypes promote as torch does
+
+
+def test_no_meta_kernel_imports_dynamo_for_the_formula_ops():
+    """In a fresh process: building and shape-propagating these ops on meta never imports torch._dynamo."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, torch.nn.functional as F\n"
+        "from noiselint.meta import PointwiseMode, skip_meta_init\n"
+        "with torch.device('meta'), skip_meta_init():\n"
+        "    w = torch.randn(8, 4) / 4 ** 0.5\n"
+        "    x = torch.empty(2, 3, 4)\n"
+        "with PointwiseMode():\n"
+        "    y = F.relu6(x + 3.0).div_(6.0) * x\n"
+        "    z = torch.stack([F.layer_norm(x, (4,)), x]).softmax(-1) @ w.t()[:4, :4]\n"
+        "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stderr[-2000:]
+
+
+def test_cpu_build_skips_torch_nn_init_functions_on_large_tensors():
+    """nn.init.kaiming_uniform_ (nn.Linear's reset_parameters) calls uniform_ where no mode sees it: the
+    function itself is skipped on a weight-sized tensor, and still runs on a small one."""
+    from noiselint.build import cpu_build
+
+    large, small = torch.full((256, 64), 7.0), torch.full((4, 4), 7.0)
+    with cpu_build("test"):
+        nn.init.kaiming_uniform_(large, a=5 ** 0.5)
+        nn.init.xavier_normal_(small)
+    assert torch.all(large == 7.0) and not torch.all(small == 7.0)
+
+
+def test_values_read_from_a_meta_range_are_the_cpu_values():
+    from noiselint.build import constant_values
+
+    with constant_values(), torch.device("meta"):
+        schedule = [x.item() for x in torch.linspace(0, 0.2, 5)]
+        depth = int(torch.arange(3).sum())
+    assert schedule == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2]) and depth == 3

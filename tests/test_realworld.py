@@ -51,6 +51,7 @@ def test_corpus_target(entry, reports):
         assert "\n" not in model["error"] and len(model["error"]) < 600
         return
     assert model["status"] == "ok", model["error"]
+    assert not model["rule_errors"], model["rule_errors"]
     assert model["graph"]["trace_level"] in ("fx", "export", "hooks")
     found = {(f["code"], f["module_path"], f"{_path(f['location']['path'])}:{f['location']['line']}",
               tuple(f"{_path(r['path'])}:{r['line']}" for r in f["location"]["related"])) for f in model["findings"]}
@@ -76,3 +77,42 @@ def test_output_written_to_file_descriptor_1_goes_to_stderr(tmp_path):
                            "--format", "json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert json.loads(done.stdout)["models"][0]["status"] == "ok"
     assert "from C" in done.stderr
+
+
+@pytest.mark.parametrize("suffix", ["vit_pytorch/cct.py:cct_7", "dinov2/models/vision_transformer.py:vit_large"])
+def test_a_drop_path_schedule_is_read_on_the_meta_device(suffix, reports):
+    """``[x.item() for x in torch.linspace(0, rate, depth)]`` (CCT, DINOv2): the values are known from the
+    arguments, so the model builds on the meta device, with no CPU build and no weights allocated."""
+    (model,) = [m for target, m in reports.items() if target.endswith(suffix)]
+    assert model["status"] == "ok"
+    assert not any("built on the CPU" in note for note in model["graph"]["notes"]), model["graph"]["notes"]
+
+
+def test_a_constructor_that_copies_tensor_values_falls_back_to_a_cpu_build_and_says_so():
+    """torchvision's RegNets copy a meta tensor's values while they are built: built on the CPU instead
+    (initializers skipped), then linted like any other, and the report says which build was used."""
+    done = subprocess.run([sys.executable, "-m", "noiselint", "check", "torchvision:regnet_y_400mf", "--no-cache",
+                           "--format", "json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-2000:]
+    (model,) = json.loads(done.stdout)["models"]
+    assert model["graph"]["trace_level"] == "fx"
+    assert any(note.startswith("built on the CPU with initializers skipped") and "Cannot copy out of meta tensor"
+               in note for note in model["graph"]["notes"])
+    assert {"NL101", "NL302"} <= {f["code"] for f in model["findings"]}
+
+
+def test_linting_imports_neither_torch_dynamo_nor_sympy():
+    """Every corpus target whose own files do not import torchvision (``imports_torchvision`` names the
+    others and why), linted in one process: torch._dynamo and sympy (about 1.5 s of imports, pulled in by
+    the first Python meta kernel or torch.export) are never imported."""
+    targets = [t["target"] for t in CORPUS if "imports_torchvision" not in t]
+    code = (
+        "import json, runpy, sys\n"
+        "sys.argv = ['noiselint', 'check', *sys.argv[1:], '--no-cache', '--in-process', '--format', 'concise']\n"
+        "try:\n    runpy.run_module('noiselint', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('\\n' + json.dumps([m for m in ('torch._dynamo', 'sympy') if m in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *targets], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
