@@ -102,14 +102,15 @@ def library_transform(module, target: str = "") -> Callable | None:
     pixels): timm's for a timm model (``resolve_data_config`` + ``create_transform``), the default
     weights' ``transforms()`` for a ``torchvision:NAME`` target. PIL image -> (C, H, W) tensor; None
     for other models."""
+    is_torchvision = kind_of(target) == "torchvision"
+    if not is_torchvision and (module is None or not hasattr(module, "pretrained_cfg")):
+        return None  # neither library's model: torchvision (and torch._dynamo with it) is not imported
     try:
         from torchvision import transforms as T
     except ImportError:
         return None
-    if kind_of(target) == "torchvision":
+    if is_torchvision:
         return _torchvision_transform(target.removeprefix("torchvision:"), T)
-    if module is None or not hasattr(module, "pretrained_cfg"):
-        return None
     try:
         from timm.data import create_transform, resolve_data_config
     except ImportError:
