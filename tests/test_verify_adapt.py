@@ -1,7 +1,7 @@
 """Adapted what-ifs (``--adapt``) and the sensor noise protocol (``--noise-at sensor``), on real weights.
 
-Few images, two sigmas, one draw, seeds fixed; EfficientNet-Lite0's distillation runs at 128 px
-(marked slow: minutes on two busy cores).
+Few images, two sigmas, one draw, seeds fixed; clean agreement is over the held-out (odd-position)
+images. EfficientNet-Lite0's distillation runs at 128 px (marked slow: minutes on two busy cores).
 """
 
 from __future__ import annotations
@@ -65,14 +65,15 @@ def _logits(setup: Setup) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def mnist():
-    return Setup(MNIST, images=128, steps=100)
+    return Setup(MNIST, images=512, steps=200)
 
 
 def test_mnist_max_to_avg_pool_adapted(mnist):
     before = _logits(mnist)
     patch, free, adapted = mnist.what_if("avg pool at conv_layers.2")
     assert patch.codes == ("NL301",)
-    assert adapted.clean_agreement >= 0.93  # measured 123/128 = 96.1 %; seeded, but CPU training is not bit-exact
+    assert adapted.held_out == 256
+    assert adapted.clean_agreement >= 0.95  # measured 253/256 = 98.8 % (training-free 243/256)
     assert adapted.last_loss < adapted.first_loss / 5
     assert adapted.trained == ("conv_layers.0", "conv_layers.3", "conv_layers.2")
     original, training_free, trained = mnist.base.result, free.result, adapted.sweep
@@ -88,8 +89,9 @@ def test_mnist_box_pre_filter_adapted(mnist):
     # whose output the 2x2/2 max pool subsamples
     patch, free, adapted = mnist.what_if("box pre-filter at conv_layers.0")
     assert adapted.trained == ("conv_layers.0", "conv_layers.3")
-    training_free = (free.accumulator.top1 == mnist.base.accumulator.top1).float().mean().item()
-    assert adapted.clean_agreement >= 0.93 and adapted.clean_agreement > training_free  # measured 96.1 %
+    training_free = (free.accumulator.top1 == mnist.base.accumulator.top1)[1::2].float().mean().item()
+    assert adapted.clean_agreement >= 0.95  # measured 248/256 = 96.9 % held out (training-free 239/256)
+    assert adapted.clean_agreement > training_free
     assert len(adapted.sweep.curve()) == len(free.result.curve()) == len(mnist.base.result.curve()) == 2
 
 
@@ -104,14 +106,17 @@ def test_adaptation_is_seeded(mnist):
 
 @pytest.mark.slow
 def test_lite0_blur_before_stride_adapted():
-    # all 20 built-in images at 128 px: the training-free patch keeps 12/20 of the clean top-1, the
-    # BatchNorm warm start and one step 11/20, 60 steps 17/20 (85 %, short of MNIST's 95 %; 150 steps at
-    # learning rate 1e-3 also stop at 17/20: a 3x3 box at 128 px removes detail the frozen rest uses)
+    # distilled on the 10 even-position built-in images at 128 px, counted on the 10 others: the
+    # training-free patch keeps 7/10 of the clean top-1, 60 steps 8/10, short of the 95 % MNIST
+    # reaches. The 3x3 box removes detail the stem responds to: the best 3x3 stem on blurred images
+    # leaves 13 % of the original stem output's variance unexplained (at 128 and at 224 px), and this
+    # model's top-1 on these images is fragile (noise of sigma 0.005 alone changes 23 %)
     lite0 = Setup(LITE0, images=20, steps=60, input_size=(3, 128, 128))
     patch, free, adapted = lite0.what_if("box pre-filter at conv_stem")
     assert patch.module_path == "conv_stem" and adapted.trained[0] == "conv_stem"
-    training_free = (free.accumulator.top1 == lite0.base.accumulator.top1).float().mean().item()
-    assert adapted.clean_agreement >= 0.75 and adapted.clean_agreement > training_free + 0.1  # measured 0.85
+    training_free = (free.accumulator.top1 == lite0.base.accumulator.top1)[1::2].float().mean().item()
+    assert adapted.held_out == 10
+    assert adapted.clean_agreement >= 0.8 and adapted.clean_agreement > training_free  # measured 0.8 vs 0.7
     assert adapted.last_loss < adapted.first_loss
     assert len(adapted.sweep.curve()) == len(free.result.curve()) == len(lite0.base.result.curve()) == 2
 

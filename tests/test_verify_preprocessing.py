@@ -30,3 +30,19 @@ def test_timm_model_images_match_timm_transform():
     own = to_model_input(skdata.chelsea(), (3, 224, 224), 0.875)
     print("own resize vs timm, max |diff| per pixel:", (own - pixels).abs().max().item())
     assert not np.allclose(own.numpy(), pixels.numpy(), atol=1e-3)
+
+
+def test_torchvision_target_images_match_the_weights_transforms():
+    tvm = pytest.importorskip("torchvision.models")
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    preset = tvm.ResNet18_Weights.DEFAULT.transforms()
+    reference = preset(Image.fromarray(skdata.chelsea()))
+    pixels = reference * torch.tensor(preset.std).view(3, 1, 1) + torch.tensor(preset.mean).view(3, 1, 1)
+    transform = library_transform(None, "torchvision:resnet18")
+    images = load_images("natural", Preprocessing(input_size=(3, 224, 224)), 20, 0, transform)
+    ours = images.images[images.names.index("chelsea")]
+    assert (ours - pixels).abs().max().item() < 1e-5  # bilinear, as the weights' preset, not noiselint's bicubic
+    assert not torch.allclose(to_model_input(skdata.chelsea(), (3, 224, 224), 0.875), pixels, atol=1e-3)
+    assert library_transform(None, "model.py") is None

@@ -130,7 +130,8 @@ def render_verification(verification: Verification, console: Console) -> None:
                 console.print(
                     f"        adapted ({a.steps} steps, {a.parameters} weights in {len(a.trained)} layers, "
                     f"loss {a.first_loss:.3g} -> {a.last_loss:.3g}): clean top-1 agrees "
-                    f"{_pct(a.clean_agreement)}; {metric} " + " ".join(_pct(v) for v in a.sweep.curve())
+                    f"{_pct(a.clean_agreement)} on {a.held_out} held-out images; {metric} "
+                    + " ".join(_pct(v) for v in a.sweep.curve())
                 )
                 console.print(
                     f"        robustness original {sweep.robustness:.3f}, training-free "

@@ -9,8 +9,10 @@ everything else stays frozen, in eval mode. Before the first step, the running s
 trained BatchNorm are re-estimated so that, on the first distillation batch, its output has the
 original model's per-channel mean and variance (a warm start: a blur or an average pool changes the
 scale of what the next layers see); during the steps they stay fixed. The adapted model is then
-measured under noise like the original. Seeded (crops, flips, batch order) and repeatable on
-one device; the trained weights are put back afterwards, so the caller's model is unchanged.
+measured under noise like the original. It is distilled on every other verify image (positions 0, 2,
+...); its clean agreement with the original is counted on the others, which it never saw. Seeded
+(crops, flips, batch order) and repeatable on one device; the trained weights are put back
+afterwards, so the caller's model is unchanged.
 """
 
 from __future__ import annotations
@@ -142,21 +144,31 @@ def adapted(
         )
 
 
+def held_out(count: int) -> tuple[slice, slice]:
+    """(distillation, held-out) positions among ``count`` verify images: even and odd positions; a
+    single image is both."""
+    return slice(0, None, 2), slice(1 if count > 1 else 0, None, 2)
+
+
 def measure(module, graph, chosen, executor, images, options, base, training_free, progress) -> Adapted:
-    """The adapted what-if of ``chosen``: distilled for ``options.adapt`` steps on the verify images,
-    then swept like the original (``base``) and the training-free patch (``training_free``)."""
+    """The adapted what-if of ``chosen``: distilled for ``options.adapt`` steps on the even-position
+    verify images, then swept on all of them like the original (``base``) and the training-free patch
+    (``training_free``); the clean agreement is over the odd-position (held-out) images."""
     from noiselint.verify.runner import sweep
 
-    with adapted(module, graph, chosen, executor, images.images, options.adapt, options.seed) as done:
+    distil, held = held_out(len(images))
+    with adapted(module, graph, chosen, executor, images.images[distil], options.adapt, options.seed) as done:
         run = sweep(executor, images, options, (), progress)
         probe = noise_to_signal(executor, images.images[:PROBE_IMAGES], options.seed)
+    kept = run.accumulator.top1[held] == base.accumulator.top1[held]
     return Adapted(
         steps=options.adapt,
         trained=done.trained,
         parameters=done.parameters,
         first_loss=done.first_loss,
         last_loss=done.last_loss,
-        clean_agreement=(run.accumulator.top1 == base.accumulator.top1).float().mean().item(),
+        clean_agreement=kept.float().mean().item(),
+        held_out=len(kept) if len(images) > 1 else 0,
         sweep=run.result,
         vs_original=run.result.robustness - base.result.robustness,
         vs_training_free=run.result.robustness - training_free.result.robustness,

@@ -7,9 +7,11 @@ scikit-learn's sample images, matplotlib's ``grace_hopper.jpg``; label-free) and
 input and centred, 0..16 scaled to [0, 1]). ``auto`` picks ``digits`` for one-channel models and
 ``natural`` otherwise.
 
-Natural images and folders are resized so the shorter side is ``size / crop_pct`` (bicubic,
-antialiased), then centre-cropped to the input size, as timm's eval transform and ImageNet-C's
-Resize(256)+CenterCrop(224) do. Normalization is not applied here: noise goes on the [0, 1] pixels.
+Natural images and folders go through the model library's own eval transform where there is one
+(timm, torchvision weights; :func:`library_transform`); otherwise they are resized so the shorter
+side is ``size / crop_pct`` (bicubic, antialiased), then centre-cropped to the input size, as timm's
+eval transform and ImageNet-C's Resize(256)+CenterCrop(224) do. Normalization is not applied here:
+noise goes on the [0, 1] pixels.
 
 With ``sensor`` (``--noise-at sensor``) each image is also kept at its own resolution (``ImageSet.sensor``,
 digits at 8x8) with the function that takes it to the model input, so noise can be added before the
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from noiselint.graph import DEFAULT_INPUT_SIZE, Preprocessing
+from noiselint.loaders import kind_of
 from noiselint.verify.noise import PIXEL_STREAM, seed_for
 from noiselint.verify.options import INSTALL_HINT, VerifyError
 
@@ -94,20 +97,43 @@ class ImageSet:
         self.notes.append(f"labels ignored: {reason}")
 
 
-def library_transform(module) -> Callable | None:
-    """timm's own eval transform for a timm model (``resolve_data_config`` + ``create_transform``),
-    without its final Normalize (verify adds noise to [0, 1] pixels): PIL image -> (C, H, W) tensor.
-    None for other models."""
-    if module is None or not hasattr(module, "pretrained_cfg"):
+def library_transform(module, target: str = "") -> Callable | None:
+    """The model library's own eval transform without its final Normalize (verify adds noise to [0, 1]
+    pixels): timm's for a timm model (``resolve_data_config`` + ``create_transform``), the default
+    weights' ``transforms()`` for a ``torchvision:NAME`` target. PIL image -> (C, H, W) tensor; None
+    for other models."""
+    is_torchvision = kind_of(target) == "torchvision"
+    if not is_torchvision and (module is None or not hasattr(module, "pretrained_cfg")):
+        return None  # neither library's model: torchvision (and torch._dynamo with it) is not imported
+    try:
+        from torchvision import transforms as T
+    except ImportError:
         return None
+    if is_torchvision:
+        return _torchvision_transform(target.removeprefix("torchvision:"), T)
     try:
         from timm.data import create_transform, resolve_data_config
-        from torchvision import transforms as T
     except ImportError:
         return None
     transform = create_transform(**resolve_data_config(model=module))
     steps = [t for t in getattr(transform, "transforms", [transform]) if not isinstance(t, T.Normalize)]
     return T.Compose(steps)
+
+
+def _torchvision_transform(name: str, T) -> Callable | None:
+    """The resize, crop and float conversion of the default weights' ``ImageClassification`` transform."""
+    import torchvision.models as tvm
+
+    try:
+        preset = tvm.get_model_weights(name).DEFAULT.transforms()
+        return T.Compose([
+            T.Resize(preset.resize_size, interpolation=preset.interpolation, antialias=preset.antialias),
+            T.CenterCrop(preset.crop_size),
+            T.PILToTensor(),
+            T.ConvertImageDtype(torch.float),
+        ])
+    except Exception:  # noqa: BLE001 - models without published weights or without that preset
+        return None
 
 
 def load_images(

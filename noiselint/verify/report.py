@@ -28,8 +28,9 @@ ROBUSTNESS_DEFINITION = (
 ADAPT_DEFINITION = (
     "adapted: the what-if's change, then only the stem and the changed layers trained to reproduce the "
     "original model's logits (mean squared error) on clean augmented images, no labels, after the trained "
-    "BatchNorm statistics are re-estimated to give the original's per-channel output moments; clean "
-    "agreement = its clean top-1 equal to the original's"
+    "BatchNorm statistics are re-estimated to give the original's per-channel output moments; distilled "
+    "on every other verify image (even positions); clean agreement = its clean top-1 equal to the "
+    "original's on the other (held-out) images"
 )
 GAIN_DEFINITION = (
     "output noise variance / input noise variance at the node, per unit of its response to a uniform "
@@ -147,8 +148,9 @@ class NodeGain:
 class Adapted:
     """A what-if's change after ``steps`` distillation steps (see :data:`ADAPT_DEFINITION`).
 
-    ``vs_original`` and ``vs_training_free``: its robustness minus that of the original model and of
-    the training-free patch."""
+    ``clean_agreement`` is over the ``held_out`` images it was not distilled on (0: a single verify
+    image, distilled on and counted); ``vs_original`` and ``vs_training_free``: its robustness minus
+    that of the original model and of the training-free patch."""
 
     steps: int
     trained: tuple[str, ...]
@@ -156,6 +158,7 @@ class Adapted:
     first_loss: float
     last_loss: float
     clean_agreement: float
+    held_out: int
     sweep: Sweep
     vs_original: float
     vs_training_free: float

@@ -95,8 +95,8 @@ def verify_model(
         notes.append("input size unknown: images are fed at 3x224x224 (pass --input-size)")
         preprocessing = replace(preprocessing, input_size=DEFAULT_INPUT_SIZE)
     images = load_images(
-        options.data, preprocessing, options.images, options.seed, library_transform(built.module),
-        sensor=options.noise_at == "sensor",
+        options.data, preprocessing, options.images, options.seed,
+        library_transform(built.module, model.target), sensor=options.noise_at == "sensor",
     )
     if images.sensor is not None:
         notes.append("--noise-at sensor: the curves' noise is at each image's own resolution; node gains "
