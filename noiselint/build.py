@@ -71,14 +71,15 @@ def build(factory: Callable[[], Any], label: str, constants: _ConstantValues | N
         with torch.device(device):
             return Built(factory(), device)
     try:
-        with torch.device("meta"), skip_meta_init():
+        with torch.device("meta"), skip_meta_init() as skipped:
             model = factory()
     except Exception as exc:  # noqa: BLE001 - any failure on meta gets the CPU try
         meta_error = one_line(exc)
     else:
         if isinstance(model, torch.nn.Module):  # torch.FloatTensor([...]) ignores the device: CCT's embedding
             _move_to_meta(model, constants)
-        return Built(model)
+        return Built(model, note="the constructor's .cuda() / .to('cuda') calls were kept on the meta device"
+                     if skipped.kept_off_cuda else None)
     with torch.device("cpu"), cpu_build(label):
         model = factory()
     if isinstance(model, torch.nn.Module):

@@ -71,20 +71,42 @@ _VALUE_SETTERS = frozenset({
 
 
 class _SkipMetaInit(TorchFunctionMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept_off_cuda = False  # a .cuda() or .to("cuda") of a meta tensor was kept on meta
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        target = args[0] if args else (kwargs or {}).get("tensor")  # nn.init passes tensor=...
-        if (getattr(func, "__name__", None) in _VALUE_SETTERS and isinstance(target, torch.Tensor)
-                and target.is_meta):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", None)
+        target = args[0] if args else kwargs.get("tensor")  # nn.init passes tensor=...
+        if not (isinstance(target, torch.Tensor) and target.is_meta):
+            return func(*args, **kwargs)
+        if name in _VALUE_SETTERS:
             return target
-        return func(*args, **(kwargs or {}))
+        if name == "cuda" or (name == "to" and any(_is_cuda(v) for v in (*args[1:], *kwargs.values()))):
+            # model.cuda() / model.to("cuda") in a factory: the layers stay on meta (no GPU needed here)
+            self.kept_off_cuda = True
+            dtype = next((v for v in (*args[1:], kwargs.get("dtype")) if isinstance(v, torch.dtype)), None)
+            return target.to(dtype) if name == "to" and dtype is not None else target
+        return func(*args, **kwargs)
+
+
+def _is_cuda(value: Any) -> bool:
+    if isinstance(value, str) and not value.startswith("cuda"):
+        return False
+    try:
+        return isinstance(value, (str, torch.device)) and torch.device(value).type == "cuda"
+    except RuntimeError:  # not a device string
+        return False
 
 
 @contextmanager
-def skip_meta_init() -> Iterator[None]:
-    """Inside the block, value-setting in-place ops on meta tensors return at once, and pointwise ops
-    on them by formula (a constructor's ``torch.randn(n) / n ** 0.5``)."""
-    with _SkipMetaInit(), PointwiseMode():
-        yield
+def skip_meta_init() -> Iterator[_SkipMetaInit]:
+    """Inside the block, value-setting in-place ops on meta tensors return at once, ``.cuda()`` and
+    ``.to("cuda")`` of meta tensors keep them on meta (the mode's ``kept_off_cuda`` says it happened),
+    and pointwise ops on them run by formula (a constructor's ``torch.randn(n) / n ** 0.5``)."""
+    with _SkipMetaInit() as mode, PointwiseMode():
+        yield mode
 
 
 class FormulaShapeProp(torch.fx.Interpreter):

@@ -125,15 +125,17 @@ def resolve(chain: Sequence[tuple[str, tuple, weakref.ref | None]], prefer: Sequ
     Walking outwards from the innermost frame, the first frame whose ``self`` is a module that is
     not a wrapper: the ``self.stem = conv_bn(...)`` line of the model's class rather than the
     ``nn.Conv2d`` inside ``conv_bn``. Without one, the outermost frame that built a module, else
-    the innermost frame. Frames in ``prefer`` folders win when there are any (a model file that
-    calls ``timm.create_model`` is located at that call). The innermost frame, the helper's line,
-    is kept as the location's ``related`` when it differs.
+    the outermost function's frame (a factory's ``nn.Sequential(Conv(...), ...)`` line, not the
+    script line that called the factory), else the innermost frame. Frames in ``prefer`` folders
+    win when there are any (a model file that calls ``timm.create_model`` is located at that call).
+    The innermost frame, the helper's line, is kept as the location's ``related`` when it differs.
     """
     if not chain:
         return None
     frames = [entry for entry in chain if entry[0].startswith(tuple(prefer))] or list(chain)
     owned = [(spot, ref()) for _, spot, ref in frames if ref is not None and ref() is not None]
-    primary = next((spot for spot, owner in owned if not wrapper(owner)), owned[-1][0] if owned else frames[0][1])
+    functions = [spot for _, spot, _ in frames if spot[0].co_name != "<module>"] or [frames[0][1]]
+    primary = next((spot for spot, owner in owned if not wrapper(owner)), owned[-1][0] if owned else functions[-1])
     helper = chain[0][1]
     location = _spot_location(primary)
     return location if helper == primary else replace(location, related=(_spot_location(helper),))

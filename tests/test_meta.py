@@ -269,3 +269,19 @@ def test_values_read_from_a_meta_range_are_the_cpu_values():
         schedule = [x.item() for x in torch.linspace(0, 0.2, 5)]
         depth = int(torch.arange(3).sum())
     assert schedule == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2]) and depth == 3
+
+
+def test_cuda_calls_keep_a_meta_build_on_meta():
+    """``model.half().cuda()`` and ``.to("cuda", non_blocking=True)`` in a factory (airbench's make_net94):
+    the layers stay on the meta device, without a GPU, and the build says so."""
+    from noiselint.build import build
+
+    def factory():
+        net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Linear(8, 2))
+        net[1].to("cuda:0", non_blocking=True)
+        return net.half().cuda()
+
+    built = build(factory, "test")
+    assert all(p.is_meta and p.dtype == torch.float16 for p in built.model.parameters())
+    assert built.device == "meta" and ".cuda()" in built.note
+    assert build(lambda: nn.Linear(2, 2), "test").note is None
