@@ -115,12 +115,12 @@ def check(
     from noiselint import batch
     from noiselint.cache import Cache
 
-    known = baselines.load(baseline) if baseline else None
+    hider = baselines.Hider(baselines.load(baseline)) if baseline else None
 
     def hidden(report: Report) -> Report:
-        return baselines.apply(report, known) if known is not None else report
+        return hider.report(report) if hider is not None else report
 
-    stream = None if on_report is None else (lambda model: on_report(hidden(Report(models=(model,))).models[0]))
+    stream = None if on_report is None else (lambda model: on_report(hider.model(model) if hider else model))
     report = batch.run(targets, options,
                        batch.BatchSettings(jobs=settings.jobs, timeout=settings.timeout, sort=settings.sort,
                                            progress=settings.progress, in_process=settings.in_process),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from noiselint.errors import UsageError, brief
-from noiselint.findings import Finding, Report
+from noiselint.findings import Finding, ModelReport, Report
 from noiselint.loaders import kind_of, split_python_target
 from noiselint.readers import load_json, read_bytes
 
@@ -90,15 +90,30 @@ def load(path: str | os.PathLike) -> Baseline:
 
 def apply(report: Report, baseline: Baseline) -> Report:
     """``report`` without the findings ``baseline`` records (each entry hides one finding)."""
-    remaining = Counter(baseline.counts)
-    models = []
-    for model in report.models:
-        kept = []
-        for finding in model.findings:
-            key = fingerprint(finding, baseline.root)
-            if remaining[key] > 0:
-                remaining[key] -= 1
-            else:
-                kept.append(finding)
-        models.append(replace(model, findings=tuple(kept)))
-    return replace(report, models=tuple(models))
+    return Hider(baseline).report(report)
+
+
+class Hider:
+    """Hides the findings a baseline records, model by model as a run reports them, each entry once
+    over the whole run: a model streamed early (``--format jsonl``) and the final report agree."""
+
+    def __init__(self, baseline: Baseline) -> None:
+        self.remaining = Counter(baseline.counts)
+        self.root = baseline.root
+        self.hidden: dict[int, tuple[ModelReport, ModelReport]] = {}  # id -> (the model, without them)
+
+    def model(self, model: ModelReport) -> ModelReport:
+        """``model`` without the baseline's findings; the same answer every time it is asked."""
+        if id(model) not in self.hidden:
+            kept = []
+            for finding in model.findings:
+                key = fingerprint(finding, self.root)
+                if self.remaining[key] > 0:
+                    self.remaining[key] -= 1
+                else:
+                    kept.append(finding)
+            self.hidden[id(model)] = (model, replace(model, findings=tuple(kept)))
+        return self.hidden[id(model)][1]
+
+    def report(self, report: Report) -> Report:
+        return replace(report, models=tuple(self.model(m) for m in report.models))

@@ -82,3 +82,15 @@ def test_bad_baseline_is_one_line_and_exit_2(zoo, content, message):
     result = run("net.py", "--select", "NL301", "--baseline", "b.json")
     assert result.exit_code == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_streamed_lines_and_the_summary_hide_each_entry_once(zoo):
+    """A baseline written for one target, then the same target twice with JSONL streaming: each entry
+    hides one finding over the whole run, so the second model's line keeps its findings and the
+    summary counts exactly what the lines show (it used to say 4 findings under two 0-finding lines)."""
+    assert run("net.py", "--write-baseline", "b.json", "--jobs", "1").exit_code == 0
+    result = run("net.py", "net.py", "--baseline", "b.json", "--format", "jsonl", "--jobs", "1")
+    *models, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [len(m["findings"]) for m in models][0] == 0 and len(models[1]["findings"]) > 0
+    assert summary["summary"]["findings"] == sum(len(m["findings"]) for m in models)
+    assert result.exit_code == 1

@@ -116,3 +116,11 @@ def test_linting_imports_neither_torch_dynamo_nor_sympy():
                           timeout=1800)
     assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+
+
+def test_a_factory_that_moves_the_model_to_cuda_builds_on_meta_without_a_gpu(reports):
+    """airbench's ``make_net94()`` ends with ``net.half().cuda()``: linted here without a GPU, on the meta
+    device, and the report says the ``.cuda()`` call was kept there."""
+    (model,) = [m for target, m in reports.items() if target.endswith("lib_airbench94.py:make_net94")]
+    assert model["status"] == "ok"
+    assert any(".cuda()" in note and "meta device" in note for note in model["graph"]["notes"])
