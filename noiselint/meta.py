@@ -5,7 +5,7 @@ machine here, more than half of ``import torch``, and 7 s under load. These avoi
 
 * :func:`skip_meta_init` makes in-place initializers (``normal_``, ``trunc_normal_``'s steps,
   ``fill_``, ...) no-ops on meta tensors while a model is built: they have no values to set (and
-  enters :class:`PointwiseMode`).
+  enters :class:`DispatchFormulaMode`).
 * :class:`FormulaShapeProp` is ``ShapeProp`` for fx graphs, with the output shapes of layers of an
   exact known type (convolutions, pooling, norms, timm's norm-act layers, activations, linear,
   flatten, concatenation, elementwise arithmetic) computed by formula as empty meta tensors. Any
@@ -14,16 +14,18 @@ machine here, more than half of ``import torch``, and 7 s under load. These avoi
   ``meta["tensor_meta"]`` like ShapeProp's.
 * :class:`FormulaMode` applies the same formulas to torch function calls that are not fx nodes:
   inside a leaf layer's own ``forward`` and in the hooks level's eager forward.
-* :class:`PointwiseMode` gives every pointwise aten op on meta tensors (``torch.Tag.pointwise``) its
-  broadcast shape at the dispatcher, below the Python API: it also sees the ops of TorchScript
-  functions (a scripted hard-swish) and of calls no function formula knows.
+* :class:`DispatchFormulaMode` applies formulas at the dispatcher, below the Python API, to the aten
+  ops whose meta kernels are Python (every ``torch.Tag.pointwise`` op, matrix products, ...): it
+  also sees the ops of TorchScript functions (a scripted hard-swish) and of calls no function
+  formula knows.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -92,12 +94,10 @@ class _SkipMetaInit(TorchFunctionMode):
 
 
 def _is_cuda(value: Any) -> bool:
-    if isinstance(value, str) and not value.startswith("cuda"):
-        return False
-    try:
-        return isinstance(value, (str, torch.device)) and torch.device(value).type == "cuda"
-    except RuntimeError:  # not a device string
-        return False
+    """``"cuda"``, ``"cuda:1"`` or a CUDA ``torch.device``."""
+    if isinstance(value, torch.device):
+        return value.type == "cuda"
+    return isinstance(value, str) and value.split(":")[0] == "cuda"
 
 
 @contextmanager
@@ -105,7 +105,7 @@ def skip_meta_init() -> Iterator[_SkipMetaInit]:
     """Inside the block, value-setting in-place ops on meta tensors return at once, ``.cuda()`` and
     ``.to("cuda")`` of meta tensors keep them on meta (the mode's ``kept_off_cuda`` says it happened),
     and pointwise ops on them run by formula (a constructor's ``torch.randn(n) / n ** 0.5``)."""
-    with _SkipMetaInit() as mode, PointwiseMode():
+    with _SkipMetaInit() as mode, DispatchFormulaMode():
         yield mode
 
 
@@ -133,7 +133,7 @@ class FormulaShapeProp(torch.fx.Interpreter):
         """Run the graph once on ``args``: ``Interpreter.run`` without its tqdm bar (an mp lock)."""
         self.env = {}
         self.args_iter = iter(args)
-        with PointwiseMode():
+        with DispatchFormulaMode():
             for node in self.graph.nodes:
                 self.env[node] = self.run_node(node)
                 if node.op == "output":
@@ -298,6 +298,14 @@ def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None
             return None
         out.append(max(x, y) if 0 not in (x, y) else 0)
     return tuple(out)
+
+
+def _broadcast_all(shapes: Iterable[Sequence[int]]) -> tuple[int, ...] | None:
+    """The broadcast of several shapes, None when they do not broadcast."""
+    out: tuple[int, ...] | None = ()
+    for shape in shapes:
+        out = _broadcast(out, tuple(shape)) if out is not None else None
+    return out
 
 
 def _function_shape(target: Any, args: tuple, kwargs: dict, *, method: bool) -> tuple[Any, Any]:
@@ -523,16 +531,17 @@ def _cat(tensors: list, dim: Any) -> tuple[int, ...] | None:
     return (*first.shape[:dim], sum(t.shape[dim] for t in tensors), *first.shape[dim + 1:])
 
 
-class PointwiseMode(TorchDispatchMode):
+class DispatchFormulaMode(TorchDispatchMode):
     """Inside the block, pointwise aten ops on meta tensors of one floating dtype return by formula, and
     the few others whose meta kernels are Python (matrix products, ``stack``, layer norm, softmax,
     ``im2col``, reductions, ``roll``, integer indexing, convolution, and ``randn``-like factories
     and ``linspace``).
 
     The output takes the broadcast shape of the tensor arguments (Python numbers keep the dtype); an
-    in-place op returns its first argument when that shape is its own. Anything else (integer or
-    mixed dtypes, ``out=``, ops whose result is boolean, shapes that do not broadcast, tensors not on
-    the meta device) runs the op's own kernel, so a real error is still torch's.
+    in-place op returns its first argument when that shape is its own. Anything else (mixed dtypes,
+    integer ops other than those that keep an integer dtype, ``out=``, ops whose result is boolean,
+    shapes that do not broadcast, tensors not on the meta device) runs the op's own kernel, so a real
+    error is still torch's.
     """
 
     @classmethod
@@ -543,7 +552,8 @@ class PointwiseMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        result = _pointwise(func, args, kwargs)
+        formula = _formula_for(func)
+        result = formula(args, kwargs) if formula is not None else None
         return func(*args, **kwargs) if result is None else result
 
 
@@ -559,20 +569,32 @@ _NOT_SAME_DTYPE = frozenset({
 _INTEGER_SAFE = frozenset({"add", "sub", "rsub", "mul", "neg", "abs", "maximum", "minimum", "clamp", "remainder"})
 
 
-def _pointwise(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
+@functools.cache
+def _formula_for(func: Any) -> Callable[[tuple, dict], torch.Tensor | None] | None:
+    """The formula for an aten op (looked up once per op: most ops have none), else None."""
     if func in _FACTORIES:
-        return _factory(*args, **kwargs)
+        return lambda args, kwargs: _factory(*args, **kwargs)
     if func in (torch.ops.aten.linspace.default, torch.ops.aten.logspace.default):
-        return _linspace(*args, **kwargs)
-    if func in _STRUCTURED and not kwargs:
-        try:  # the formula takes the op's own arguments
-            return _STRUCTURED[func](*args)
-        except TypeError:
-            return None
-    if torch.Tag.pointwise not in func.tags or "out" in kwargs:
-        return None
+        return lambda args, kwargs: _linspace(*args, **kwargs)
+    if func in _STRUCTURED:
+        return functools.partial(_structured, _STRUCTURED[func])
     name = func.overloadpacket.__name__
-    if name.rstrip("_") in _NOT_SAME_DTYPE:
+    if torch.Tag.pointwise in func.tags and name.rstrip("_") not in _NOT_SAME_DTYPE:
+        return functools.partial(_pointwise, name.rstrip("_"), name.endswith("_"))
+    return None
+
+
+def _structured(formula: Callable, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    if kwargs:
+        return None
+    try:  # the formula takes the op's own arguments
+        return formula(*args)
+    except TypeError:
+        return None
+
+
+def _pointwise(name: str, in_place: bool, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    if "out" in kwargs:
         return None
     tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
     if not tensors or not all(t.is_meta for t in tensors):
@@ -580,18 +602,16 @@ def _pointwise(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
     dtype = tensors[0].dtype
     if any(t.dtype != dtype for t in tensors):
         return None
-    if not dtype.is_floating_point and not (dtype in _INTEGERS and name.rstrip("_") in _INTEGER_SAFE
+    if not dtype.is_floating_point and not (dtype in _INTEGERS and name in _INTEGER_SAFE
                                             and not any(isinstance(v, float) for v in args)):
         return None
     if any(not isinstance(v, (torch.Tensor, int, float, bool, str)) and v is not None
            for v in (*args, *kwargs.values())):
         return None  # lists, memory formats, generators: left to the kernel
-    shape: tuple[int, ...] | None = tuple(tensors[0].shape)
-    for t in tensors[1:]:
-        shape = _broadcast(shape, tuple(t.shape)) if shape is not None else None
+    shape = _broadcast_all(t.shape for t in tensors)
     if shape is None:
         return None
-    if name.endswith("_"):
+    if in_place:
         first = args[0] if args else None
         return first if isinstance(first, torch.Tensor) and tuple(first.shape) == shape else None
     return torch.empty(shape, dtype=dtype, device="meta")
@@ -697,13 +717,17 @@ def _roll(x: Any, shifts: Any, dims: Any = ()) -> torch.Tensor | None:
 def _factory(size: Any, *, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None,
              **rest: Any) -> torch.Tensor | None:
     """``torch.randn(...)`` / ``rand`` / ``zeros`` / ``ones`` on the meta device (their meta kernels are Python)."""
-    if rest or pin_memory or layout not in (None, torch.strided) or device is None:
-        return None
-    if torch.device(device).type != "meta":
+    if rest or not _on_meta(layout, device, pin_memory):
         return None
     if not isinstance(size, (list, tuple)) or not all(isinstance(n, int) and n >= 0 for n in size):
         return None
     return torch.empty(tuple(size), dtype=dtype or torch.get_default_dtype(), device="meta")
+
+
+def _on_meta(layout: Any, device: Any, pin_memory: Any) -> bool:
+    """A factory's keywords ask for a plain (strided, unpinned) tensor on the meta device."""
+    return not pin_memory and layout in (None, torch.strided) and device is not None and \
+        torch.device(device).type == "meta"
 
 
 _FACTORIES = frozenset({torch.ops.aten.randn.default, torch.ops.aten.rand.default, torch.ops.aten.zeros.default,
@@ -718,9 +742,7 @@ def _index(x: Any, indices: Any) -> torch.Tensor | None:
         return None
     if not all(_is_meta(i) and i.dtype in (torch.int64, torch.int32) for i in indices):
         return None
-    shape: tuple[int, ...] | None = tuple(indices[0].shape)
-    for index in indices[1:]:
-        shape = _broadcast(shape, tuple(index.shape)) if shape is not None else None
+    shape = _broadcast_all(i.shape for i in indices)
     if shape is None:
         return None
     return torch.empty((*shape, *x.shape[len(indices):]), dtype=x.dtype, device="meta")
@@ -744,9 +766,7 @@ def _linspace(start: Any, end: Any, steps: Any, base: Any = None, *, dtype: Any 
               device: Any = None, pin_memory: Any = None) -> torch.Tensor | None:
     """``torch.linspace`` / ``logspace`` on the meta device: ``steps`` values."""
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end))
-    if not numbers or not isinstance(steps, int) or steps < 0 or pin_memory or layout not in (None, torch.strided):
-        return None
-    if device is None or torch.device(device).type != "meta":
+    if not numbers or not isinstance(steps, int) or steps < 0 or not _on_meta(layout, device, pin_memory):
         return None
     return torch.empty((steps,), dtype=dtype or torch.get_default_dtype(), device="meta")
 

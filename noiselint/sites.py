@@ -134,8 +134,9 @@ def resolve(chain: Sequence[tuple[str, tuple, weakref.ref | None]], prefer: Sequ
         return None
     frames = [entry for entry in chain if entry[0].startswith(tuple(prefer))] or list(chain)
     owned = [(spot, ref()) for _, spot, ref in frames if ref is not None and ref() is not None]
-    functions = [spot for _, spot, _ in frames if spot[0].co_name != "<module>"] or [frames[0][1]]
-    primary = next((spot for spot, owner in owned if not wrapper(owner)), owned[-1][0] if owned else functions[-1])
+    primary = next((spot for spot, owner in owned if not wrapper(owner)), owned[-1][0] if owned else None)
+    if primary is None:  # built by functions only: the outermost function's line
+        primary = next((spot for _, spot, _ in reversed(frames) if spot[0].co_name != "<module>"), frames[0][1])
     helper = chain[0][1]
     location = _spot_location(primary)
     return location if helper == primary else replace(location, related=(_spot_location(helper),))

@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_map
 from noiselint.errors import one_line
 from noiselint.graph import ModelGraph, Op, Preprocessing, SourceLocation, add_node
 from noiselint.memory import DEFAULT_MAX_MEMORY, MemoryBudgetError, resident_bytes, shown
-from noiselint.meta import PointwiseMode, by_formula
+from noiselint.meta import DispatchFormulaMode, by_formula
 from noiselint.normalization import forward_normalization
 from noiselint.ops import function_op, method_op, module_op
 from noiselint.sites import display_path, internal_dirs
@@ -678,7 +678,7 @@ def _eager_graph(model, x, sites, originals: Mapping[int, nn.Module] | None = No
         handles.append(module.register_forward_pre_hook(_pre_hook(recorder, path, is_leaf)))
         handles.append(module.register_forward_hook(_post_hook(recorder, path, module, original, is_leaf, sites)))
     try:
-        with torch.no_grad(), recorder, PointwiseMode() if x.is_meta else nullcontext():
+        with torch.no_grad(), recorder, DispatchFormulaMode() if x.is_meta else nullcontext():
             output = model(x)
     finally:
         for handle in handles:

@@ -179,7 +179,7 @@ def _scripted_hard_swish(x):  # as geffnet writes its activations: TorchScript, 
     return x * F.relu6(x + 3.0).div_(6.0)
 
 
-DISPATCHED = {  # name: a function of a tensor maker; PointwiseMode must give the CPU kernel's shape and dtype
+DISPATCHED = {  # name: a function of a tensor maker; DispatchFormulaMode must give the CPU kernel's shape and dtype
     "scripted-hard-swish": lambda t: _scripted_hard_swish(t(2, 3, 4)),
     "broadcast-sub": lambda t: t(1, 49, 2) - t(49, 1, 2),
     "integer-sub": lambda t: t(1, 5, 2).long() - t(5, 1, 2).long(),
@@ -205,19 +205,19 @@ DISPATCHED = {  # name: a function of a tensor maker; PointwiseMode must give th
 
 @pytest.mark.parametrize("name", DISPATCHED)
 def test_pointwise_mode_matches_the_cpu_kernel(name):
-    from noiselint.meta import PointwiseMode
+    from noiselint.meta import DispatchFormulaMode
 
     expected = DISPATCHED[name](lambda *shape: torch.rand(shape))
-    with PointwiseMode():
+    with DispatchFormulaMode():
         got = DISPATCHED[name](lambda *shape: torch.empty(shape, device="meta"))
     assert got.is_meta and (tuple(got.shape), got.dtype) == (tuple(expected.shape), expected.dtype)
 
 
 def test_pointwise_mode_keeps_torch_errors_and_other_dtypes():
-    from noiselint.meta import PointwiseMode
+    from noiselint.meta import DispatchFormulaMode
 
     x, y = torch.empty(2, 3, device="meta"), torch.empty(4, 3, device="meta")
-    with PointwiseMode():
+    with DispatchFormulaMode():
         with pytest.raises(RuntimeError):
             x + y  # does not broadcast: torch's own kernel raises
         with pytest.raises(RuntimeError):
@@ -237,11 +237,11 @@ def test_no_meta_kernel_imports_dynamo_for_the_formula_ops():
 
     code = (
         "import sys, torch, torch.nn.functional as F\n"
-        "from noiselint.meta import PointwiseMode, skip_meta_init\n"
+        "from noiselint.meta import DispatchFormulaMode, skip_meta_init\n"
         "with torch.device('meta'), skip_meta_init():\n"
         "    w = torch.randn(8, 4) / 4 ** 0.5\n"
         "    x = torch.empty(2, 3, 4)\n"
-        "with PointwiseMode():\n"
+        "with DispatchFormulaMode():\n"
         "    y = F.relu6(x + 3.0).div_(6.0) * x\n"
         "    z = torch.stack([F.layer_norm(x, (4,)), x]).softmax(-1) @ w.t()[:4, :4]\n"
         "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)\n"

@@ -203,9 +203,8 @@ def _build(path: str, module: ModuleType, name: str, device: str, constants: Any
     except NoiselintError:
         raise
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
-        raise LoadError(f"{path}:{name}() failed: {one_line(exc)} (it was called with no arguments, on the meta "
-                        f"device, then on the CPU: fix that error, or lint a zero-argument factory that builds "
-                        f"the model as you use it)") from None
+        raise LoadError(f"{path}:{name}() failed: {one_line(exc)} (noiselint calls it with no arguments: fix that "
+                        f"error, or lint a zero-argument factory that builds the model as you use it)") from None
     except SystemExit as exc:
         raise LoadError(f"{path}:{name}() called sys.exit({exc.code!r})") from None
     if not isinstance(built.model, nn.Module):
